@@ -1,0 +1,44 @@
+// Plain (torch-free) interface of the Hopper block-sparse attention kernels.
+#pragma once
+#include <cstdint>
+#include <cuda_runtime.h>
+
+namespace draftattn {
+
+enum class DType { kFloat16, kBFloat16 };
+
+// All strides are in elements. Tensors follow docs/CONTRACT.md: q, k, v, out are
+// (batch, tokens, heads, head_dim) with a unit last stride; kv_indices is
+// (batch, heads, num_blocks, max_blocks); kv_counts is (batch, heads, num_blocks);
+// lse is (batch, heads, tokens) contiguous.
+struct SparseAttnParams {
+  const void* q;
+  const void* k;
+  const void* v;
+  void* out;
+  float* lse;
+  int64_t q_batch_stride, q_token_stride, q_head_stride;
+  int64_t k_batch_stride, k_token_stride, k_head_stride;
+  int64_t v_batch_stride, v_token_stride, v_head_stride;
+  int64_t o_batch_stride, o_token_stride, o_head_stride;
+
+  const int32_t* kv_indices;
+  const int32_t* kv_counts;
+  const int32_t* block_lens;  // nullable: every block full up to `tokens`
+  int64_t idx_batch_stride, idx_head_stride, idx_block_stride;
+  int64_t cnt_batch_stride, cnt_head_stride;
+
+  int batch, tokens, heads, head_dim;
+  int num_blocks;
+  float scale;  // softmax scale applied to q.k
+};
+
+constexpr int kBlockSize = 128;
+
+// Launches on `stream`; returns the launch status. head_dim must be 64 or 128.
+cudaError_t sparse_attn_sm90(const SparseAttnParams& params, DType dtype, cudaStream_t stream);
+
+// Whether an instantiation for (dtype, head_dim) was compiled into this build.
+bool sparse_attn_sm90_available(DType dtype, int head_dim);
+
+}  // namespace draftattn
