@@ -55,7 +55,7 @@ def attention_sources():
 
 def make_extension():
     host_sources = sorted(glob.glob(os.path.join("csrc", "ops", "*.cpp")))
-    cxx_flags = ["-O3", "-std=c++17"]
+    cxx_flags = ["-O3", "-std=c++20"]  # torch >= 2.10 headers need C++20
     include_dirs = [os.path.join(ROOT, "include")]
     cuda_ok = have_nvcc()
     cutlass = find_cutlass() if cuda_ok else None
