@@ -1,0 +1,28 @@
+"""DraftAttention for video diffusion transformers: draft-guided block-sparse attention.
+
+Importing the package loads the compiled ops (torch.ops.draftattn.*) and their fake kernels.
+"""
+try:
+    from . import _C  # noqa: F401  (runs the op registrations)
+except ImportError as error:
+    raise ImportError(
+        "draftattn_cuda._C is not built. Build it with `pip install --no-build-isolation -e .` "
+        "from the repository root (see README.md)."
+    ) from error
+
+from . import _fake  # noqa: F401,E402  (fake kernels for torch.compile)
+from .build_info import cuda_kernels_built  # noqa: E402
+from .checks import validate_block_lists  # noqa: E402
+from .layout import VideoLayout  # noqa: E402
+from .ops import draft_select, mean_pool, sparse_attn  # noqa: E402
+from .pipeline import draft_attention  # noqa: E402
+
+__all__ = [
+    "VideoLayout",
+    "cuda_kernels_built",
+    "draft_attention",
+    "draft_select",
+    "mean_pool",
+    "sparse_attn",
+    "validate_block_lists",
+]

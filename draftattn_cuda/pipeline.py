@@ -1,0 +1,36 @@
+"""draft_attention: the whole DraftAttention call for one self-attention layer."""
+import torch
+
+from .ops import sparse_attn
+
+_ops = torch.ops.draftattn
+
+
+def draft_attention(q, k, v, layout, sparsity=0.9, rule="global", top_p=0.9, scale=None, return_stats=False):
+    """Block-sparse attention guided by a pooled draft map; output in the model's token order.
+
+    q, k, v: (batch, layout.tokens, heads, head_dim) fp16/bf16 in model order. Steps: permute to
+    region-major and pool q, k -> select kv blocks from the draft map (`rule`: "global",
+    "topk" or "topp") -> exact attention over the kept blocks -> inverse permutation.
+    With return_stats, also returns a dict of device tensors (no host sync): kv_indices,
+    kv_counts, lse (region-major) and density, the kept fraction of valid token pairs.
+    """
+    q_regions, k_regions, v_regions, q_pooled, k_pooled = _ops.to_regions_and_pool.default(q, k, v, *layout.op_args)
+    kv_indices, kv_counts = _ops.draft_select.default(q_pooled, k_pooled, rule, sparsity, top_p,
+                                                      layout.text_blocks, layout.text_first)
+    block_lens = layout.block_lens(q.device)
+    out_regions, lse = sparse_attn(q_regions, k_regions, v_regions, kv_indices, kv_counts, block_lens, scale)
+    out = _ops.from_regions.default(out_regions, *layout.op_args)
+    if not return_stats:
+        return out
+    stats = {"kv_indices": kv_indices, "kv_counts": kv_counts, "lse": lse,
+             "density": kept_token_pair_fraction(kv_indices, kv_counts, block_lens, layout.tokens)}
+    return out, stats
+
+
+def kept_token_pair_fraction(kv_indices, kv_counts, block_lens, tokens):
+    """Fraction of (valid query, valid key) token pairs that the block lists compute, per batch and head."""
+    listed = torch.arange(kv_indices.shape[-1], device=kv_indices.device) < kv_counts.unsqueeze(-1)
+    key_lens = block_lens.long()[kv_indices.clamp(min=0).long()] * listed
+    pairs = (key_lens.sum(-1) * block_lens.long()).sum(-1)
+    return pairs.double() / float(tokens * tokens)
