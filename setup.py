@@ -70,7 +70,10 @@ def make_extension():
                             extra_compile_args={"cxx": cxx_flags}, py_limited_api=False)
 
     print(f"draftattn: building CUDA kernels for sm_90a with CUTLASS at {cutlass}", file=sys.stderr)
-    cuda_sources = sorted(glob.glob(os.path.join("csrc", "drafting", "*.cu"))) + attention_sources()
+    kernels = attention_sources()
+    cuda_sources = sorted(glob.glob(os.path.join("csrc", "drafting", "*.cu")))
+    cuda_sources += [os.path.join("csrc", "attention", "dispatch.cu")] + kernels
+    compiled = [os.path.basename(f)[len("sparse_attn_sm90_"):-3].upper() for f in kernels]
     include_dirs += [os.path.join(cutlass, "include"), os.path.join(cutlass, "tools", "util", "include")]
     nvcc_flags = [
         "-O3", "-std=c++17", "-gencode=arch=compute_90a,code=sm_90a",
@@ -80,7 +83,8 @@ def make_extension():
         "-DCUTLASS_ENABLE_GDC_FOR_SM90", "--resource-usage", "-lineinfo",
     ]
     return CUDAExtension("draftattn_cuda._C", host_sources + cuda_sources, include_dirs=include_dirs,
-                         define_macros=[("DRAFTATTN_WITH_CUDA", "1")],
+                         define_macros=[("DRAFTATTN_WITH_CUDA", "1")]
+                         + [(f"DRAFTATTN_HAS_{name}", "1") for name in compiled],
                          extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags})
 
 

@@ -27,6 +27,7 @@ struct SparseAttnParams {
   const int32_t* block_lens;  // nullable: every block full up to `tokens`
   int64_t idx_batch_stride, idx_head_stride, idx_block_stride;
   int64_t cnt_batch_stride, cnt_head_stride;
+  int max_blocks;
 
   int batch, tokens, heads, head_dim;
   int num_blocks;

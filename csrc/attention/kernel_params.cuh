@@ -1,0 +1,29 @@
+// What one launch of the attention kernel receives (by value, as a __grid_constant__).
+#pragma once
+
+#include <cstdint>
+
+namespace draftattn::sm90 {
+
+template <class Traits>
+struct KernelParams {
+  typename Traits::TmaQ tma_q;
+  typename Traits::TmaKV tma_k;
+  typename Traits::TmaKV tma_v;
+
+  typename Traits::Element* out;
+  int64_t o_batch_stride, o_token_stride, o_head_stride;
+  float* lse;  // (batch, heads, tokens)
+
+  const int32_t* kv_indices;
+  const int32_t* kv_counts;
+  const int32_t* block_lens;  // nullable
+  int64_t idx_batch_stride, idx_head_stride, idx_block_stride;
+  int64_t cnt_batch_stride, cnt_head_stride;
+  int max_blocks;
+
+  int batch, tokens, heads, num_blocks;
+  float scale_log2;  // softmax scale * log2(e): the kernel works with exp2
+};
+
+}  // namespace draftattn::sm90

@@ -1,0 +1,87 @@
+// Online softmax over the rows of a warpgroup-GEMM accumulator. Each thread holds two
+// rows of the 64-row slice; the four threads of a quad share a row, so row reductions
+// are two xor-shuffles.
+#pragma once
+
+#include <cmath>
+#include <cute/tensor.hpp>
+
+namespace draftattn::sm90 {
+using namespace cute;
+
+// ((2, 2, N/8), M, N) accumulator layout -> ((2, M), (2, N/8, N)) = (rows, columns).
+template <class Layout>
+__device__ __forceinline__ auto as_rows_cols(Layout layout) {
+  return make_layout(make_layout(get<0, 1>(layout), get<1>(layout)),
+                     make_layout(get<0, 0>(layout), get<0, 2>(layout), get<2>(layout)));
+}
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffff, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffff, x, 2));
+}
+
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffff, x, 1);
+  return x + __shfl_xor_sync(0xffffffff, x, 2);
+}
+
+template <int kRows>
+struct OnlineSoftmax {
+  float row_max[kRows];  // in raw score units
+  float row_sum[kRows];  // this thread's partial sum; quad-reduced in finalize()
+  float scale_log2;
+
+  __device__ __forceinline__ explicit OnlineSoftmax(float scale_log2_) : scale_log2(scale_log2_) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      row_max[r] = -INFINITY;
+      row_sum[r] = 0.f;
+    }
+  }
+
+  // Turns scores into unnormalised probabilities in place and rescales the output
+  // accumulator by how much each row maximum grew.
+  template <class ScoresRC, class OutRC>
+  __device__ __forceinline__ void step(ScoresRC& scores, OutRC& out) {
+    static_assert(decltype(size<0>(scores))::value == kRows);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      float block_max = -INFINITY;
+#pragma unroll
+      for (int c = 0; c < size<1>(scores); ++c) block_max = fmaxf(block_max, scores(r, c));
+      const float new_max = fmaxf(row_max[r], quad_max(block_max));
+      // A row that has seen only masked columns keeps max -inf; subtract 0 then, not -inf.
+      const float shift = new_max == -INFINITY ? 0.f : new_max * scale_log2;
+      const float correction = exp2f(row_max[r] * scale_log2 - shift);
+      row_max[r] = new_max;
+      float sum = row_sum[r] * correction;
+#pragma unroll
+      for (int c = 0; c < size<1>(scores); ++c) {
+        const float prob = exp2f(scores(r, c) * scale_log2 - shift);
+        scores(r, c) = prob;
+        sum += prob;
+      }
+      row_sum[r] = sum;
+#pragma unroll
+      for (int c = 0; c < size<1>(out); ++c) out(r, c) *= correction;
+    }
+  }
+
+  // Normalises the output rows and returns each row's natural-log sum-exp
+  // (-inf for a row that attended to nothing, whose output becomes 0).
+  template <class OutRC>
+  __device__ __forceinline__ void finalize(OutRC& out, float (&lse)[kRows]) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const float total = quad_sum(row_sum[r]);
+      const bool empty = !(total > 0.f);
+      const float inv = empty ? 0.f : 1.f / total;
+      lse[r] = empty ? -INFINITY : (row_max[r] * scale_log2 + log2f(total)) * 0.6931471805599453f;
+#pragma unroll
+      for (int c = 0; c < size<1>(out); ++c) out(r, c) *= inv;
+    }
+  }
+};
+
+}  // namespace draftattn::sm90

@@ -1,0 +1,95 @@
+// CUDA implementation of draftattn::sparse_attn: the Hopper kernel (sm_90) for every
+// dtype / head dim compiled into this build, the ATen reference elsewhere.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <array>
+
+#include "checks.h"
+#include "draftattn/sparse_attn.h"
+#include "reference.h"
+
+namespace draftattn {
+namespace {
+
+bool is_sm90(c10::DeviceIndex device) {
+  static std::array<int, 64> cached{};  // 0 unknown, 1 yes, 2 no
+  int& state = cached.at(device);
+  if (state == 0) {
+    int major = 0, minor = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    state = (major == 9 && minor == 0) ? 1 : 2;
+  }
+  return state == 1;
+}
+
+// TMA needs 16-byte aligned base addresses and 16-byte multiples for every outer stride.
+bool tma_compatible(const at::Tensor& t) {
+  const int64_t elem = t.element_size();
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && (t.stride(0) * elem) % 16 == 0 &&
+         (t.stride(1) * elem) % 16 == 0 && (t.stride(2) * elem) % 16 == 0;
+}
+
+at::Tensor tma_ready(const at::Tensor& t) { return tma_compatible(t) ? t : t.contiguous(); }
+
+std::tuple<at::Tensor, at::Tensor> sparse_attn_cuda(const at::Tensor& q_in, const at::Tensor& k_in,
+                                                    const at::Tensor& v_in, const at::Tensor& kv_indices_in,
+                                                    const at::Tensor& kv_counts_in,
+                                                    const std::optional<at::Tensor>& block_lens_in,
+                                                    std::optional<double> scale) {
+  const int64_t num_blocks =
+      checks::check_sparse_attn_inputs(q_in, k_in, v_in, kv_indices_in, kv_counts_in, block_lens_in, scale);
+  const DType dtype = q_in.scalar_type() == at::kBFloat16 ? DType::kBFloat16 : DType::kFloat16;
+  const int64_t batch = q_in.size(0), tokens = q_in.size(1), heads = q_in.size(2), head_dim = q_in.size(3);
+  const c10::cuda::CUDAGuard guard(q_in.device());
+  if (!is_sm90(q_in.device().index()) || !sparse_attn_sm90_available(dtype, head_dim) || heads > 65535 ||
+      batch > 65535) {
+    return reference::sparse_attn(q_in, k_in, v_in, kv_indices_in, kv_counts_in, block_lens_in, scale);
+  }
+
+  const at::Tensor q = tma_ready(q_in), k = tma_ready(k_in), v = tma_ready(v_in);
+  const at::Tensor kv_indices = kv_indices_in.stride(3) == 1 ? kv_indices_in : kv_indices_in.contiguous();
+  const at::Tensor kv_counts = kv_counts_in.stride(2) == 1 ? kv_counts_in : kv_counts_in.contiguous();
+  std::optional<at::Tensor> block_lens;
+  if (block_lens_in.has_value()) block_lens = block_lens_in->contiguous();
+
+  at::Tensor out = at::empty(q.sizes(), q.options());
+  at::Tensor lse = at::empty({batch, heads, tokens}, q.options().dtype(at::kFloat));
+  if (batch == 0 || heads == 0) return {out, lse};
+
+  SparseAttnParams p{};
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.out = out.data_ptr();
+  p.lse = lse.data_ptr<float>();
+  p.q_batch_stride = q.stride(0), p.q_token_stride = q.stride(1), p.q_head_stride = q.stride(2);
+  p.k_batch_stride = k.stride(0), p.k_token_stride = k.stride(1), p.k_head_stride = k.stride(2);
+  p.v_batch_stride = v.stride(0), p.v_token_stride = v.stride(1), p.v_head_stride = v.stride(2);
+  p.o_batch_stride = out.stride(0), p.o_token_stride = out.stride(1), p.o_head_stride = out.stride(2);
+  p.kv_indices = kv_indices.data_ptr<int32_t>();
+  p.kv_counts = kv_counts.data_ptr<int32_t>();
+  p.block_lens = block_lens.has_value() ? block_lens->data_ptr<int32_t>() : nullptr;
+  p.idx_batch_stride = kv_indices.stride(0), p.idx_head_stride = kv_indices.stride(1);
+  p.idx_block_stride = kv_indices.stride(2);
+  p.cnt_batch_stride = kv_counts.stride(0), p.cnt_head_stride = kv_counts.stride(1);
+  p.max_blocks = static_cast<int>(kv_indices.size(3));
+  p.batch = static_cast<int>(batch);
+  p.tokens = static_cast<int>(tokens);
+  p.heads = static_cast<int>(heads);
+  p.head_dim = static_cast<int>(head_dim);
+  p.num_blocks = static_cast<int>(num_blocks);
+  p.scale = static_cast<float>(scale.value_or(1.0 / std::sqrt(static_cast<double>(head_dim))));
+
+  C10_CUDA_CHECK(sparse_attn_sm90(p, dtype, c10::cuda::getCurrentCUDAStream().stream()));
+  return {out, lse};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(draftattn, CUDA, m) { m.impl("sparse_attn", &sparse_attn_cuda); }
+
+}  // namespace draftattn
