@@ -69,7 +69,8 @@ enum class SelectRule { kGlobal, kTopK, kTopP };
 struct DraftSelectArgs {
   const float* q_pooled;  // (batch*heads, S, head_dim)
   const float* k_pooled;  // (batch*heads, S, head_dim)
-  float* scores;          // workspace (batch*heads, S, S): logits, then the softmax A
+  float* scores;          // workspace (batch*heads, draft_scores_head_stride(S)): the S x S
+                          // logits, then the softmax A, row-major per head
   uint32_t* row_key;      // workspace (batch*heads, S): per-row threshold key
   int32_t* row_ties;      // workspace (batch*heads, S): entries equal to the key kept per row
   int32_t* kv_indices;    // (batch*heads, nb, nb)
@@ -80,6 +81,11 @@ struct DraftSelectArgs {
   int text_blocks;
   bool text_first;
 };
+
+// Floats per head in the scores workspace: S*S rounded up so every head starts 16-byte aligned.
+inline int64_t draft_scores_head_stride(int num_regions) {
+  return (int64_t(num_regions) * num_regions + 3) / 4 * 4;
+}
 
 // Largest S the per-row rules (topk, topp) sort in shared memory.
 constexpr int kMaxRowSelectRegions = 16384;
