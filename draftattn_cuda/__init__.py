@@ -2,9 +2,11 @@
 
 Importing the package loads the compiled ops (torch.ops.draftattn.*) and their fake kernels.
 """
+import torch  # noqa: F401  (loads libc10/libtorch, which _C links against)
+
 try:
     from . import _C  # noqa: F401  (runs the op registrations)
-except ImportError as error:
+except ModuleNotFoundError as error:
     raise ImportError(
         "draftattn_cuda._C is not built. Build it with `pip install --no-build-isolation -e .` "
         "from the repository root (see README.md)."
