@@ -1,5 +1,6 @@
 // Model order -> padded region-major copies and fp32 region means, one read of each input.
-// One CTA per (block, head, batch x tensor): 128 rows x head_dim. Each thread owns one
+// One CTA per (head, block, batch x tensor): 128 rows x head_dim. Heads vary fastest in the
+// grid, so CTAs running together read whole (token, all heads) rows of the input. Each thread owns one
 // 16-byte column pack and every row_groups-th row, so a warp touches whole contiguous
 // (token, head) rows; loads of several rows are issued before any store to keep enough
 // bytes in flight for a memory-bound copy.
@@ -25,8 +26,8 @@ __global__ void __launch_bounds__(kThreads) gather_regions_kernel(GatherRegionsA
   const int group = threadIdx.x / packs_per_row;
   const bool active = group < row_groups;
 
-  const int block = first_block + blockIdx.x;
-  const int head = blockIdx.y;
+  const int head = blockIdx.x;
+  const int block = first_block + blockIdx.y;
   const int tensor = blockIdx.z % args.num_tensors;
   const int batch = blockIdx.z / args.num_tensors;
   const RegionMap::Block blk = map.block(block);
@@ -87,7 +88,7 @@ cudaError_t launch(const GatherRegionsArgs& args, const RegionMap& map, cudaStre
   const int first_block = copies || !map.text_first ? 0 : map.text_blocks;
   const int blocks = copies ? map.num_regions + map.text_blocks : map.num_regions;
   if (blocks == 0 || args.batch == 0 || args.heads == 0) return cudaSuccess;
-  const dim3 grid(blocks, args.heads, args.batch * args.num_tensors);
+  const dim3 grid(args.heads, blocks, args.batch * args.num_tensors);
   gather_regions_kernel<Elem, kVec><<<grid, kThreads, 0, stream>>>(args, map, first_block);
   return cudaGetLastError();
 }

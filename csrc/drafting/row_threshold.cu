@@ -88,8 +88,11 @@ cudaError_t launch_row_threshold(const DraftSelectArgs& a, int64_t head_stride, 
   int sort_size = 1;
   while (sort_size < a.num_regions) sort_size *= 2;
   const size_t smem = sizeof(uint32_t) * sort_size;
-  cudaError_t err = cudaFuncSetAttribute(row_threshold_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-  if (err != cudaSuccess) return err;
+  if (smem > 48 * 1024) {  // beyond the default limit (S > 8192): opt in once per call
+    const cudaError_t err =
+        cudaFuncSetAttribute(row_threshold_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (err != cudaSuccess) return err;
+  }
   const int64_t rows = int64_t(a.batch_heads) * a.num_regions;
   row_threshold_kernel<<<unsigned(rows), kThreads, smem, stream>>>(a.scores, head_stride, a.num_regions, sort_size,
                                                                     a.rule == SelectRule::kTopP, row_keep, a.top_p,

@@ -1,5 +1,5 @@
 // Padded region-major -> model order: the inverse of gather_regions for one tensor (the
-// attention output). Same CTA shape: one (block, head, batch), 16-byte packs per thread,
+// attention output). Same CTA shape: one (head, block, batch), 16-byte packs per thread,
 // several rows loaded before they are stored. Padding rows are skipped.
 #include "draftattn/drafting.h"
 #include "region_geometry.cuh"
@@ -20,7 +20,7 @@ __global__ void __launch_bounds__(kThreads) scatter_regions_kernel(ScatterRegion
   const int group = threadIdx.x / packs_per_row;
   if (group >= row_groups) return;
 
-  const int block = blockIdx.x, head = blockIdx.y, batch = blockIdx.z;
+  const int head = blockIdx.x, block = blockIdx.y, batch = blockIdx.z;
   const RegionMap::Block blk = map.block(block);
   const TokenTensor& s = args.src;
   const TokenTensor& d = args.dst_strides;
@@ -47,7 +47,7 @@ template <typename Elem, int kVec>
 cudaError_t launch(const ScatterRegionsArgs& args, const RegionMap& map, cudaStream_t stream) {
   const int blocks = map.num_regions + map.text_blocks;
   if (blocks == 0 || args.batch == 0 || args.heads == 0) return cudaSuccess;
-  scatter_regions_kernel<Elem, kVec><<<dim3(blocks, args.heads, args.batch), kThreads, 0, stream>>>(args, map);
+  scatter_regions_kernel<Elem, kVec><<<dim3(args.heads, blocks, args.batch), kThreads, 0, stream>>>(args, map);
   return cudaGetLastError();
 }
 

@@ -32,9 +32,10 @@ RegionLayout region_layout(const checks::VideoGeometry& g) {
 }
 
 // Whether the layout kernels take this activation (the reference takes the rest).
-bool layout_kernel_fits(const at::Tensor& x, int64_t tensors_per_launch) {
+// Grid: (heads, blocks, batch x tensors); y and z are limited to 65535.
+bool layout_kernel_fits(const at::Tensor& x, const checks::VideoGeometry& g, int64_t tensors_per_launch) {
   return (x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16) && regions_kernel_supports(x.size(3)) &&
-         x.size(2) <= 65535 && x.size(0) * tensors_per_launch <= 65535;
+         g.num_blocks <= 65535 && x.size(0) * tensors_per_launch <= 65535;
 }
 
 DType dtype_of(const at::Tensor& x) { return x.scalar_type() == at::kBFloat16 ? DType::kBFloat16 : DType::kFloat16; }
@@ -65,7 +66,7 @@ at::Tensor mean_pool_cuda(const at::Tensor& x_in, int64_t frames, int64_t height
                           int64_t region_w, int64_t text_len, bool text_first) {
   const auto g = checks::check_video_geometry(frames, height, width, region_h, region_w, text_len, text_first);
   checks::check_layout_activation(x_in, "x", g.tokens, "model order: frames*height*width + text_len");
-  if (!layout_kernel_fits(x_in, 1))
+  if (!layout_kernel_fits(x_in, g, 1))
     return reference::mean_pool(x_in, frames, height, width, region_h, region_w, text_len, text_first);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = unit_last_stride(x_in);
@@ -82,7 +83,7 @@ at::Tensor to_regions_cuda(const at::Tensor& x_in, int64_t frames, int64_t heigh
                            int64_t region_w, int64_t text_len, bool text_first) {
   const auto g = checks::check_video_geometry(frames, height, width, region_h, region_w, text_len, text_first);
   checks::check_layout_activation(x_in, "x", g.tokens, "model order: frames*height*width + text_len");
-  if (!layout_kernel_fits(x_in, 1))
+  if (!layout_kernel_fits(x_in, g, 1))
     return reference::to_regions(x_in, frames, height, width, region_h, region_w, text_len, text_first);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = unit_last_stride(x_in);
@@ -100,7 +101,7 @@ at::Tensor from_regions_cuda(const at::Tensor& x_in, int64_t frames, int64_t hei
                              int64_t region_w, int64_t text_len, bool text_first) {
   const auto g = checks::check_video_geometry(frames, height, width, region_h, region_w, text_len, text_first);
   checks::check_layout_activation(x_in, "x", g.num_blocks * checks::kBlockSize, "padded region-major: num_blocks*128");
-  if (!layout_kernel_fits(x_in, 1))
+  if (!layout_kernel_fits(x_in, g, 1))
     return reference::from_regions(x_in, frames, height, width, region_h, region_w, text_len, text_first);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = unit_last_stride(x_in);
@@ -130,7 +131,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> to_region
   checks::check_same_device_and_dtype(q_in, "q", v_in, "v");
   TORCH_CHECK(k_in.sizes() == q_in.sizes() && v_in.sizes() == q_in.sizes(), "k and v must have the shape of q ",
               q_in.sizes(), ", got ", k_in.sizes(), " and ", v_in.sizes());
-  if (!layout_kernel_fits(q_in, 3))
+  if (!layout_kernel_fits(q_in, g, 3))
     return reference::to_regions_and_pool(q_in, k_in, v_in, frames, height, width, region_h, region_w, text_len,
                                           text_first);
   const c10::cuda::CUDAGuard guard(q_in.device());
