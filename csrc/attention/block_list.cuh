@@ -1,6 +1,6 @@
 // Reading a query block's kv block list inside the kernel. A warp loads 32 list entries
-// with one coalesced access and hands them out by shuffle, so no step waits on a
-// dependent global load.
+// with one coalesced access, one batch ahead of use, and hands them out by shuffle, so
+// no step waits on a dependent global load.
 #pragma once
 
 #include <cstdint>
@@ -33,5 +33,35 @@ __device__ __forceinline__ int valid_rows(const Params& p, int block) {
   const int len = p.block_lens != nullptr ? p.block_lens[block] : 128;
   return len < to_end ? len : to_end;
 }
+
+// Walks a list in order, j = 0, 1, 2, ...; every lane of the warp must call at(j) with the
+// same j. `map` turns a list entry into what the caller needs (the block, its row count).
+template <class Map>
+struct WarpListCursor {
+  BlockList list;
+  Map map;
+  int lane;
+  int current;
+  int next;
+
+  __device__ __forceinline__ WarpListCursor(BlockList list_, Map map_)
+      : list(list_), map(map_), lane(threadIdx.x % 32) {
+    current = load(0);
+    next = load(32);
+  }
+
+  __device__ __forceinline__ int load(int start) const {
+    const int at = start + lane;
+    return at < list.count ? map(list.entries[at]) : 0;
+  }
+
+  __device__ __forceinline__ int at(int j) {
+    if ((j & 31) == 0 && j > 0) {
+      current = next;
+      next = load(j + 32);
+    }
+    return __shfl_sync(0xffffffff, current, j & 31);
+  }
+};
 
 }  // namespace draftattn::sm90

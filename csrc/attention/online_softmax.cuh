@@ -40,10 +40,11 @@ struct OnlineSoftmax {
     }
   }
 
-  // Turns scores into unnormalised probabilities in place and rescales the output
-  // accumulator by how much each row maximum grew.
-  template <class ScoresRC, class OutRC>
-  __device__ __forceinline__ void step(ScoresRC& scores, OutRC& out) {
+  // Turns one step's scores into unnormalised probabilities in place. Returns, per row,
+  // the factor by which everything accumulated so far must shrink because the row
+  // maximum grew; the caller applies it to the output once the previous PV GEMM is done.
+  template <class ScoresRC>
+  __device__ __forceinline__ void update(ScoresRC& scores, float (&correction)[kRows]) {
     static_assert(decltype(size<0>(scores))::value == kRows);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
@@ -53,9 +54,9 @@ struct OnlineSoftmax {
       const float new_max = fmaxf(row_max[r], quad_max(block_max));
       // A row that has seen only masked columns keeps max -inf; subtract 0 then, not -inf.
       const float shift = new_max == -INFINITY ? 0.f : new_max * scale_log2;
-      const float correction = exp2f(row_max[r] * scale_log2 - shift);
+      correction[r] = exp2f(row_max[r] * scale_log2 - shift);
       row_max[r] = new_max;
-      float sum = row_sum[r] * correction;
+      float sum = row_sum[r] * correction[r];
 #pragma unroll
       for (int c = 0; c < size<1>(scores); ++c) {
         const float prob = exp2f(scores(r, c) * scale_log2 - shift);
@@ -63,8 +64,15 @@ struct OnlineSoftmax {
         sum += prob;
       }
       row_sum[r] = sum;
+    }
+  }
+
+  template <class OutRC>
+  __device__ __forceinline__ static void rescale(OutRC& out, const float (&correction)[kRows]) {
 #pragma unroll
-      for (int c = 0; c < size<1>(out); ++c) out(r, c) *= correction;
+    for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+      for (int c = 0; c < size<1>(out); ++c) out(r, c) *= correction[r];
     }
   }
 

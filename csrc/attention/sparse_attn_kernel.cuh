@@ -2,6 +2,13 @@
 // Warpgroup 0 (one warp) streams K and V tiles of the listed kv blocks through TMA into a
 // multi-stage shared-memory ring; warpgroups 1 and 2 each own 64 query rows and run
 // S = Q K^T, the online softmax and O += P V on the tensor cores (wgmma).
+//
+// Two overlaps keep the tensor cores busy while exponentials are computed:
+// - inside a warpgroup, step j issues S_j = Q K_j and O += P_{j-1} V_{j-1} together and
+//   runs the softmax of S_j while the PV GEMM is still in flight;
+// - across the two warpgroups, GEMM issue is a critical section handed back and forth
+//   through two named barriers (ping-pong), so one warpgroup's softmax runs under the
+//   other's GEMMs.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -45,29 +52,39 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
     copy(p.tma_q.with(smem.q_full), tQg, tQs);
   }
 
+  WarpListCursor blocks(list, [](int entry) { return entry; });
   int stage = 0;
   uint32_t phase = 1;  // a fresh "empty" barrier counts as released once
-  for (int base = 0; base < list.count; base += 32) {
-    const int n = min(32, list.count - base);
-    const int mine = lane < n ? list.entries[base + lane] : 0;
-    for (int i = 0; i < n; ++i) {
-      const int kv_block = __shfl_sync(0xffffffff, mine, i);
-      if (lane == 0) {
-        Barrier::wait(&smem.k_empty[stage], phase);
-        Barrier::arrive_and_expect_tx(&smem.k_full[stage], Traits::kTileBytes);
-        copy(p.tma_k.with(smem.k_full[stage]), tKg(_, kv_block), tKs(_, stage));
-        Barrier::wait(&smem.v_empty[stage], phase);
-        Barrier::arrive_and_expect_tx(&smem.v_full[stage], Traits::kTileBytes);
-        copy(p.tma_v.with(smem.v_full[stage]), tVg(_, kv_block), tVs(_, stage));
-      }
-      __syncwarp();
-      if (++stage == Traits::kStages) {
-        stage = 0;
-        phase ^= 1;
-      }
+  for (int j = 0; j < list.count; ++j) {
+    const int kv_block = blocks.at(j);
+    if (lane == 0) {
+      Barrier::wait(&smem.k_empty[stage], phase);
+      Barrier::arrive_and_expect_tx(&smem.k_full[stage], Traits::kTileBytes);
+      copy(p.tma_k.with(smem.k_full[stage]), tKg(_, kv_block), tKs(_, stage));
+      Barrier::wait(&smem.v_empty[stage], phase);
+      Barrier::arrive_and_expect_tx(&smem.v_full[stage], Traits::kTileBytes);
+      copy(p.tma_v.with(smem.v_full[stage]), tVg(_, kv_block), tVs(_, stage));
+    }
+    __syncwarp();
+    if (++stage == Traits::kStages) {
+      stage = 0;
+      phase ^= 1;
     }
   }
 }
+
+// Hands the right to issue GEMMs back and forth between the two consumer warpgroups.
+struct PingPong {
+  static constexpr int kFirstBarrier = 1;  // 0 is __syncthreads
+  int self;
+
+  __device__ __forceinline__ void wait_turn() const {
+    cutlass::arch::NamedBarrier::sync(256, kFirstBarrier + self);
+  }
+  __device__ __forceinline__ void pass_turn() const {
+    cutlass::arch::NamedBarrier::arrive(256, kFirstBarrier + (self ^ 1));
+  }
+};
 
 template <class Traits>
 __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename Traits::SharedStorage& smem,
@@ -77,7 +94,6 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   using BlockN = typename Traits::BlockN;
   using Dim = typename Traits::Dim;
   const int thread = threadIdx.x - 128;  // 0 .. kConsumerThreads-1
-  const int lane = threadIdx.x % 32;
 
   Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});
   Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutKV{});
@@ -108,55 +124,94 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
 
   clear(tOrO);
   OnlineSoftmax<kRows> softmax(p.scale_log2);
+  float correction[kRows];
 
-  if (list.count > 0) Barrier::wait(&smem.q_full, 0);
-  int stage = 0;
-  uint32_t phase = 0;
-  for (int base = 0; base < list.count; base += 32) {
-    const int n = min(32, list.count - base);
-    const int mine = lane < n ? valid_rows(p, list.entries[base + lane]) : 0;
-    for (int i = 0; i < n; ++i) {
-      const int kv_rows = __shfl_sync(0xffffffff, mine, i);
-
-      Barrier::wait(&smem.k_full[stage], phase);
-      mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
-      warpgroup_fence_operand(tSrS);
-      warpgroup_arrive();
+  auto issue_qk = [&](int stage) {
+    mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
+    warpgroup_fence_operand(tSrS);
+    warpgroup_arrive();
 #pragma unroll
-      for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
-        gemm(mma_qk, tSrQ(_, _, kb), tSrK(_, _, kb, stage), tSrS);
-        mma_qk.accumulate_ = GMMA::ScaleOut::One;
-      }
-      warpgroup_commit_batch();
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tSrS);
-      Barrier::arrive(&smem.k_empty[stage]);
-
-      if (kv_rows < Traits::kBlockN) {
+    for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
+      gemm(mma_qk, tSrQ(_, _, kb), tSrK(_, _, kb, stage), tSrS);
+      mma_qk.accumulate_ = GMMA::ScaleOut::One;
+    }
+    warpgroup_commit_batch();
+  };
+  auto issue_pv = [&](int stage) {
+    warpgroup_fence_operand(tOrO);
+    warpgroup_arrive();
 #pragma unroll
-        for (int e = 0; e < size(tSrS); ++e) {
-          if (get<1>(tScS(e)) >= kv_rows) tSrS(e) = -INFINITY;
-        }
-      }
-      softmax.step(scores, out_rc);
+    for (int kb = 0; kb < size<2>(tOrP); ++kb) gemm(mma_pv, tOrP(_, _, kb), tOrV(_, _, kb, stage), tOrO);
+    warpgroup_commit_batch();
+  };
+  // Scores of a step -> probabilities (fp32, in place); masks the columns past a partial
+  // kv block's valid rows first.
+  auto softmax_scores = [&](int kv_rows) {
+    if (kv_rows < Traits::kBlockN) {
 #pragma unroll
-      for (int e = 0; e < size(tSrS); ++e) tSrP(e) = static_cast<Element>(tSrS(e));
-
-      Barrier::wait(&smem.v_full[stage], phase);
-      warpgroup_fence_operand(tOrO);
-      warpgroup_arrive();
-#pragma unroll
-      for (int kb = 0; kb < size<2>(tOrP); ++kb) gemm(mma_pv, tOrP(_, _, kb), tOrV(_, _, kb, stage), tOrO);
-      warpgroup_commit_batch();
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tOrO);
-      Barrier::arrive(&smem.v_empty[stage]);
-
-      if (++stage == Traits::kStages) {
-        stage = 0;
-        phase ^= 1;
+      for (int e = 0; e < size(tSrS); ++e) {
+        if (get<1>(tScS(e)) >= kv_rows) tSrS(e) = -INFINITY;
       }
     }
+    softmax.update(scores, correction);
+  };
+  auto probabilities_to_operand = [&] {
+#pragma unroll
+    for (int e = 0; e < size(tSrS); ++e) tSrP(e) = static_cast<Element>(tSrS(e));
+  };
+
+  const PingPong turn{thread / 128};
+  WarpListCursor kv_rows_of(list, [&p](int entry) { return valid_rows(p, entry); });
+  if (list.count > 0) {
+    if (turn.self == 1) turn.pass_turn();  // the first warpgroup goes first
+    Barrier::wait(&smem.q_full, 0);
+
+    Barrier::wait(&smem.k_full[0], 0);
+    turn.wait_turn();
+    issue_qk(0);
+    turn.pass_turn();
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(tSrS);
+    Barrier::arrive(&smem.k_empty[0]);
+    softmax_scores(kv_rows_of.at(0));
+    probabilities_to_operand();
+
+    int prev_stage = 0;
+    uint32_t prev_phase = 0;
+    for (int j = 1; j < list.count; ++j) {
+      const int stage = prev_stage + 1 == Traits::kStages ? 0 : prev_stage + 1;
+      const uint32_t phase = stage == 0 ? prev_phase ^ 1 : prev_phase;
+      const int kv_rows = kv_rows_of.at(j);
+      Barrier::wait(&smem.k_full[stage], phase);
+      Barrier::wait(&smem.v_full[prev_stage], prev_phase);
+      turn.wait_turn();
+      issue_qk(stage);
+      issue_pv(prev_stage);
+      turn.pass_turn();
+
+      warpgroup_wait<1>();  // S_j is ready; P_{j-1} V_{j-1} may still run
+      warpgroup_fence_operand(tSrS);
+      Barrier::arrive(&smem.k_empty[stage]);
+      softmax_scores(kv_rows);
+
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tOrO);
+      Barrier::arrive(&smem.v_empty[prev_stage]);
+      softmax.rescale(out_rc, correction);
+      probabilities_to_operand();
+      prev_stage = stage;
+      prev_phase = phase;
+    }
+
+    Barrier::wait(&smem.v_full[prev_stage], prev_phase);
+    turn.wait_turn();
+    issue_pv(prev_stage);
+    // Each warpgroup waits for its turn count+1 times; the second one's last hand-back
+    // would have no taker, so it keeps it.
+    if (turn.self == 0) turn.pass_turn();
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(tOrO);
+    Barrier::arrive(&smem.v_empty[prev_stage]);
   }
 
   float lse[kRows];
