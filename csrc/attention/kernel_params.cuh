@@ -23,6 +23,7 @@ struct KernelParams {
   int max_blocks;
 
   int batch, tokens, heads, num_blocks;
+  int num_tiles;  // num_blocks * heads * batch
   float scale_log2;  // softmax scale * log2(e): the kernel works with exp2
 };
 

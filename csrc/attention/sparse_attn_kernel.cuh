@@ -1,7 +1,9 @@
-// Warp-specialized Hopper block-sparse attention: one CTA per (query block, head, batch).
-// Warpgroup 0 (one warp) streams K and V tiles of the listed kv blocks through TMA into a
-// multi-stage shared-memory ring; warpgroups 1 and 2 each own 64 query rows and run
-// S = Q K^T, the online softmax and O += P V on the tensor cores (wgmma).
+// Warp-specialized, persistent Hopper block-sparse attention. A CTA walks the tiles
+// (query block, head, batch) blockIdx.x, blockIdx.x + gridDim.x, ... Warpgroup 0 (one
+// warp) streams Q and the K, V tiles of each listed kv block through TMA into
+// shared-memory rings; warpgroups 1 and 2 each own 64 query rows and run S = Q K^T, the
+// online softmax and O += P V on the tensor cores (wgmma). The rings run on across tiles,
+// so the next tile's loads overlap the current tile's last steps and epilogue.
 //
 // Two overlaps keep the tensor cores busy while exponentials are computed:
 // - inside a warpgroup, step j issues S_j = Q K_j and O += P_{j-1} V_{j-1} together and
@@ -25,9 +27,33 @@ namespace draftattn::sm90 {
 using namespace cute;
 using Barrier = cutlass::arch::ClusterTransactionBarrier;
 
+struct Tile {
+  int q_block, head, batch;
+};
+
+// Query blocks vary fastest, so the CTAs running at the same time share one head's K, V
+// in L2.
+template <class Params>
+__device__ __forceinline__ Tile tile_at(const Params& p, int tile) {
+  const int rest = tile / p.num_blocks;
+  return {tile - rest * p.num_blocks, rest % p.heads, rest / p.heads};
+}
+
+// Position in a shared-memory ring of kStages slots; the phase bit flips on each wrap.
+template <int kStages>
+struct RingPosition {
+  int stage;
+  uint32_t phase;
+  __device__ __forceinline__ void advance() {
+    if (++stage == kStages) {
+      stage = 0;
+      phase ^= 1;
+    }
+  }
+};
+
 template <class Traits>
-__device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename Traits::SharedStorage& smem,
-                                        BlockList list, int q_block, int head, int batch) {
+__device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename Traits::SharedStorage& smem) {
   using BlockM = typename Traits::BlockM;
   using BlockN = typename Traits::BlockN;
   using Dim = typename Traits::Dim;
@@ -37,39 +63,58 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
   Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutKV{});
   Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutKV{});
   const auto gmem_shape = make_shape(p.tokens, Dim{}, p.heads, p.batch);
-  Tensor gQ = local_tile(p.tma_q.get_tma_tensor(gmem_shape)(_, _, head, batch), Shape<BlockM, Dim>{},
-                         make_coord(q_block, _0{}));
-  Tensor gK = local_tile(p.tma_k.get_tma_tensor(gmem_shape)(_, _, head, batch), Shape<BlockN, Dim>{},
-                         make_coord(_, _0{}));
-  Tensor gV = local_tile(p.tma_v.get_tma_tensor(gmem_shape)(_, _, head, batch), Shape<BlockN, Dim>{},
-                         make_coord(_, _0{}));
-  auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
-  auto [tKg, tKs] = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
-  auto [tVg, tVs] = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
+  Tensor mQ = p.tma_q.get_tma_tensor(gmem_shape);
+  Tensor mK = p.tma_k.get_tma_tensor(gmem_shape);
+  Tensor mV = p.tma_v.get_tma_tensor(gmem_shape);
 
-  if (lane == 0) {
-    Barrier::arrive_and_expect_tx(&smem.q_full, Traits::kTileBytes);
-    copy(p.tma_q.with(smem.q_full), tQg, tQs);
-  }
+  // A fresh "empty" barrier counts as released once, so the producer starts at phase 1.
+  RingPosition<Traits::kStages> k_slot{0, 1}, v_slot{0, 1};
+  uint32_t q_loads = 0;
+  for (int t = blockIdx.x; t < p.num_tiles; t += gridDim.x) {
+    const Tile tile = tile_at(p, t);
+    const BlockList list = block_list_of(p, tile.batch, tile.head, tile.q_block);
+    if (list.count == 0) continue;
 
-  WarpListCursor blocks(list, [](int entry) { return entry; });
-  int stage = 0;
-  uint32_t phase = 1;  // a fresh "empty" barrier counts as released once
-  for (int j = 0; j < list.count; ++j) {
-    const int kv_block = blocks.at(j);
+    Tensor gQ = local_tile(mQ(_, _, tile.head, tile.batch), Shape<BlockM, Dim>{}, make_coord(tile.q_block, _0{}));
+    Tensor gK = local_tile(mK(_, _, tile.head, tile.batch), Shape<BlockN, Dim>{}, make_coord(_, _0{}));
+    Tensor gV = local_tile(mV(_, _, tile.head, tile.batch), Shape<BlockN, Dim>{}, make_coord(_, _0{}));
+    auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
+    const auto k_tiles = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
+    const auto v_tiles = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
+
+    auto load_k = [&](int kv_block) {
+      Barrier::wait(&smem.k_empty[k_slot.stage], k_slot.phase);
+      Barrier::arrive_and_expect_tx(&smem.k_full[k_slot.stage], Traits::kTileBytes);
+      copy(p.tma_k.with(smem.k_full[k_slot.stage]), get<0>(k_tiles)(_, kv_block), get<1>(k_tiles)(_, k_slot.stage));
+      k_slot.advance();
+    };
+    auto load_v = [&](int kv_block) {
+      Barrier::wait(&smem.v_empty[v_slot.stage], v_slot.phase);
+      Barrier::arrive_and_expect_tx(&smem.v_full[v_slot.stage], Traits::kTileBytes);
+      copy(p.tma_v.with(smem.v_full[v_slot.stage]), get<0>(v_tiles)(_, kv_block), get<1>(v_tiles)(_, v_slot.stage));
+      v_slot.advance();
+    };
+
+    // Loads follow the consumers' order: K_0, then K_j before V_{j-1}, then the last V.
+    WarpListCursor blocks(list, [](int entry) { return entry; });
+    int previous = blocks.at(0);
     if (lane == 0) {
-      Barrier::wait(&smem.k_empty[stage], phase);
-      Barrier::arrive_and_expect_tx(&smem.k_full[stage], Traits::kTileBytes);
-      copy(p.tma_k.with(smem.k_full[stage]), tKg(_, kv_block), tKs(_, stage));
-      Barrier::wait(&smem.v_empty[stage], phase);
-      Barrier::arrive_and_expect_tx(&smem.v_full[stage], Traits::kTileBytes);
-      copy(p.tma_v.with(smem.v_full[stage]), tVg(_, kv_block), tVs(_, stage));
+      Barrier::wait(&smem.q_empty, (q_loads & 1) ^ 1);
+      Barrier::arrive_and_expect_tx(&smem.q_full, Traits::kTileBytes);
+      copy(p.tma_q.with(smem.q_full), tQg, tQs);
+      load_k(previous);
     }
+    for (int j = 1; j < list.count; ++j) {
+      const int kv_block = blocks.at(j);
+      if (lane == 0) {
+        load_k(kv_block);
+        load_v(previous);
+      }
+      previous = kv_block;
+    }
+    if (lane == 0) load_v(previous);
     __syncwarp();
-    if (++stage == Traits::kStages) {
-      stage = 0;
-      phase ^= 1;
-    }
+    ++q_loads;
   }
 }
 
@@ -87,8 +132,7 @@ struct PingPong {
 };
 
 template <class Traits>
-__device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename Traits::SharedStorage& smem,
-                                        BlockList list, int q_block, int head, int batch) {
+__device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename Traits::SharedStorage& smem) {
   using Element = typename Traits::Element;
   using BlockM = typename Traits::BlockM;
   using BlockN = typename Traits::BlockN;
@@ -122,10 +166,6 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   Tensor tSrP = make_tensor<Element>(tSrS.layout());
   Tensor tOrP = make_tensor(tSrP.data(), Layout<Shape<Shape<_2, _2, _2>, _1, _8>, Stride<Stride<_1, _2, _4>, _0, _8>>{});
 
-  clear(tOrO);
-  OnlineSoftmax<kRows> softmax(p.scale_log2);
-  float correction[kRows];
-
   auto issue_qk = [&](int stage) {
     mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
     warpgroup_fence_operand(tSrS);
@@ -144,101 +184,111 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     for (int kb = 0; kb < size<2>(tOrP); ++kb) gemm(mma_pv, tOrP(_, _, kb), tOrV(_, _, kb, stage), tOrO);
     warpgroup_commit_batch();
   };
-  // Scores of a step -> probabilities (fp32, in place); masks the columns past a partial
-  // kv block's valid rows first.
-  auto softmax_scores = [&](int kv_rows) {
+  auto probabilities_to_operand = [&] {
+#pragma unroll
+    for (int e = 0; e < size(tSrS); ++e) tSrP(e) = static_cast<Element>(tSrS(e));
+  };
+  // Columns past a partial kv block's valid rows take no part in the softmax.
+  auto mask_columns = [&](int kv_rows) {
     if (kv_rows < Traits::kBlockN) {
 #pragma unroll
       for (int e = 0; e < size(tSrS); ++e) {
         if (get<1>(tScS(e)) >= kv_rows) tSrS(e) = -INFINITY;
       }
     }
-    softmax.update(scores, correction);
-  };
-  auto probabilities_to_operand = [&] {
-#pragma unroll
-    for (int e = 0; e < size(tSrS); ++e) tSrP(e) = static_cast<Element>(tSrS(e));
   };
 
   const PingPong turn{thread / 128};
-  WarpListCursor kv_rows_of(list, [&p](int entry) { return valid_rows(p, entry); });
-  if (list.count > 0) {
-    if (turn.self == 1) turn.pass_turn();  // the first warpgroup goes first
-    Barrier::wait(&smem.q_full, 0);
+  RingPosition<Traits::kStages> k_slot{0, 0}, v_slot{0, 0};
+  uint32_t q_uses = 0;
+  for (int t = blockIdx.x; t < p.num_tiles; t += gridDim.x) {
+    const Tile tile = tile_at(p, t);
+    const BlockList list = block_list_of(p, tile.batch, tile.head, tile.q_block);
+    clear(tOrO);
+    OnlineSoftmax<kRows> softmax(p.scale_log2);
+    float correction[kRows];
 
-    Barrier::wait(&smem.k_full[0], 0);
-    turn.wait_turn();
-    issue_qk(0);
-    turn.pass_turn();
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(tSrS);
-    Barrier::arrive(&smem.k_empty[0]);
-    softmax_scores(kv_rows_of.at(0));
-    probabilities_to_operand();
+    if (list.count > 0) {
+      WarpListCursor kv_rows_of(list, [&p](int entry) { return valid_rows(p, entry); });
+      if (turn.self == 1) turn.pass_turn();  // the first warpgroup goes first
+      Barrier::wait(&smem.q_full, q_uses & 1);
 
-    int prev_stage = 0;
-    uint32_t prev_phase = 0;
-    for (int j = 1; j < list.count; ++j) {
-      const int stage = prev_stage + 1 == Traits::kStages ? 0 : prev_stage + 1;
-      const uint32_t phase = stage == 0 ? prev_phase ^ 1 : prev_phase;
-      const int kv_rows = kv_rows_of.at(j);
-      Barrier::wait(&smem.k_full[stage], phase);
-      Barrier::wait(&smem.v_full[prev_stage], prev_phase);
+      Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
       turn.wait_turn();
-      issue_qk(stage);
-      issue_pv(prev_stage);
+      issue_qk(k_slot.stage);
       turn.pass_turn();
-
-      warpgroup_wait<1>();  // S_j is ready; P_{j-1} V_{j-1} may still run
+      warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
-      Barrier::arrive(&smem.k_empty[stage]);
-      softmax_scores(kv_rows);
+      Barrier::arrive(&smem.k_empty[k_slot.stage]);
+      k_slot.advance();
+      mask_columns(kv_rows_of.at(0));
+      softmax.update(scores, correction);
+      probabilities_to_operand();
 
+      for (int j = 1; j < list.count; ++j) {
+        const int kv_rows = kv_rows_of.at(j);
+        Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
+        Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
+        turn.wait_turn();
+        issue_qk(k_slot.stage);
+        issue_pv(v_slot.stage);
+        turn.pass_turn();
+
+        warpgroup_wait<1>();  // S_j is ready; P_{j-1} V_{j-1} may still run
+        warpgroup_fence_operand(tSrS);
+        Barrier::arrive(&smem.k_empty[k_slot.stage]);
+        k_slot.advance();
+        mask_columns(kv_rows);
+        softmax.update(scores, correction);
+
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        Barrier::arrive(&smem.v_empty[v_slot.stage]);
+        v_slot.advance();
+        softmax.rescale(out_rc, correction);
+        probabilities_to_operand();
+      }
+
+      Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
+      turn.wait_turn();
+      issue_pv(v_slot.stage);
+      // Each warpgroup waits for its turn count+1 times a tile; the second one's last
+      // hand-back would have no taker, so it keeps it.
+      if (turn.self == 0) turn.pass_turn();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tOrO);
-      Barrier::arrive(&smem.v_empty[prev_stage]);
-      softmax.rescale(out_rc, correction);
-      probabilities_to_operand();
-      prev_stage = stage;
-      prev_phase = phase;
+      Barrier::arrive(&smem.v_empty[v_slot.stage]);
+      v_slot.advance();
+      Barrier::arrive(&smem.q_empty);
+      ++q_uses;
     }
 
-    Barrier::wait(&smem.v_full[prev_stage], prev_phase);
-    turn.wait_turn();
-    issue_pv(prev_stage);
-    // Each warpgroup waits for its turn count+1 times; the second one's last hand-back
-    // would have no taker, so it keeps it.
-    if (turn.self == 0) turn.pass_turn();
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(tOrO);
-    Barrier::arrive(&smem.v_empty[prev_stage]);
-  }
+    float lse[kRows];
+    softmax.finalize(out_rc, lse);
 
-  float lse[kRows];
-  softmax.finalize(out_rc, lse);
-
-  // Rows past the query block's valid rows are padding: they get 0 and lse -inf.
-  const int q_rows = valid_rows(p, q_block);
-  const int row0 = q_block * Traits::kBlockM;
-  Element* out = p.out + batch * p.o_batch_stride + head * p.o_head_stride;
-  static_assert(decltype(size(tOrO))::value % 2 == 0);
+    // Rows past the query block's valid rows are padding: they get 0 and lse -inf.
+    const int q_rows = valid_rows(p, tile.q_block);
+    const int row0 = tile.q_block * Traits::kBlockM;
+    Element* out = p.out + tile.batch * p.o_batch_stride + tile.head * p.o_head_stride;
+    static_assert(decltype(size(tOrO))::value % 2 == 0);
 #pragma unroll
-  for (int e = 0; e < size(tOrO); e += 2) {
-    const int row = get<0>(tOcO(e));
-    const int col = get<1>(tOcO(e));
-    if (row0 + row >= p.tokens) continue;
-    const bool valid = row < q_rows;
-    cutlass::Array<Element, 2> pair;
-    pair[0] = static_cast<Element>(valid ? tOrO(e) : 0.f);
-    pair[1] = static_cast<Element>(valid ? tOrO(e + 1) : 0.f);
-    *reinterpret_cast<cutlass::Array<Element, 2>*>(out + (row0 + row) * p.o_token_stride + col) = pair;
-  }
-  if (thread % 4 == 0) {
-    float* lse_row = p.lse + (int64_t(batch) * p.heads + head) * p.tokens + row0;
+    for (int e = 0; e < size(tOrO); e += 2) {
+      const int row = get<0>(tOcO(e));
+      const int col = get<1>(tOcO(e));
+      if (row0 + row >= p.tokens) continue;
+      const bool valid = row < q_rows;
+      cutlass::Array<Element, 2> pair;
+      pair[0] = static_cast<Element>(valid ? tOrO(e) : 0.f);
+      pair[1] = static_cast<Element>(valid ? tOrO(e + 1) : 0.f);
+      *reinterpret_cast<cutlass::Array<Element, 2>*>(out + (row0 + row) * p.o_token_stride + col) = pair;
+    }
+    if (thread % 4 == 0) {
+      float* lse_row = p.lse + (int64_t(tile.batch) * p.heads + tile.head) * p.tokens + row0;
 #pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      const int row = get<0>(score_coords(r, 0));
-      if (row0 + row < p.tokens) lse_row[row] = row < q_rows ? lse[r] : -INFINITY;
+      for (int r = 0; r < kRows; ++r) {
+        const int row = get<0>(score_coords(r, 0));
+        if (row0 + row < p.tokens) lse_row[row] = row < q_rows ? lse[r] : -INFINITY;
+      }
     }
   }
 }
@@ -248,10 +298,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     sparse_attn_kernel(const __grid_constant__ KernelParams<Traits> p) {
   extern __shared__ __align__(1024) char smem_bytes[];
   auto& smem = *reinterpret_cast<typename Traits::SharedStorage*>(smem_bytes);
-  const int q_block = blockIdx.x, head = blockIdx.y, batch = blockIdx.z;
 
   if (threadIdx.x == 0) {
     Barrier::init(&smem.q_full, 1);
+    Barrier::init(&smem.q_empty, Traits::kConsumerThreads);
 #pragma unroll
     for (int s = 0; s < Traits::kStages; ++s) {
       Barrier::init(&smem.k_full[s], 1);
@@ -263,13 +313,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   }
   __syncthreads();
 
-  const BlockList list = block_list_of(p, batch, head, q_block);
   if (threadIdx.x < 128) {
-    cutlass::arch::warpgroup_reg_dealloc<24>();
-    if (threadIdx.x < 32 && list.count > 0) produce<Traits>(p, smem, list, q_block, head, batch);
+    cutlass::arch::warpgroup_reg_dealloc<40>();
+    if (threadIdx.x < 32) produce<Traits>(p, smem);
   } else {
-    cutlass::arch::warpgroup_reg_alloc<240>();
-    consume<Traits>(p, smem, list, q_block, head, batch);
+    cutlass::arch::warpgroup_reg_alloc<232>();
+    consume<Traits>(p, smem);
   }
 }
 

@@ -33,7 +33,7 @@ cudaError_t launch_sparse_attn(const SparseAttnParams& a, cudaStream_t stream) {
       a.kv_indices, a.kv_counts, a.block_lens,
       a.idx_batch_stride, a.idx_head_stride, a.idx_block_stride,
       a.cnt_batch_stride, a.cnt_head_stride, a.max_blocks,
-      a.batch, a.tokens, a.heads, a.num_blocks,
+      a.batch, a.tokens, a.heads, a.num_blocks, a.num_blocks * a.heads * a.batch,
       a.scale * 1.4426950408889634f,
   };
 
@@ -41,7 +41,8 @@ cudaError_t launch_sparse_attn(const SparseAttnParams& a, cudaStream_t stream) {
   constexpr int smem_bytes = sizeof(typename Traits::SharedStorage);
   cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
   if (status != cudaSuccess) return status;
-  kernel<<<dim3(a.num_blocks, a.heads, a.batch), Traits::kThreads, smem_bytes, stream>>>(p);
+  const int ctas = p.num_tiles < a.num_sms ? p.num_tiles : a.num_sms;  // persistent: one CTA per SM
+  kernel<<<ctas, Traits::kThreads, smem_bytes, stream>>>(p);
   return cudaGetLastError();
 }
 

@@ -6,6 +6,8 @@
 #include <torch/library.h>
 
 #include <array>
+#include <limits>
+#include <optional>
 
 #include "checks.h"
 #include "draftattn/sparse_attn.h"
@@ -14,16 +16,23 @@
 namespace draftattn {
 namespace {
 
-bool is_sm90(c10::DeviceIndex device) {
-  static std::array<int, 64> cached{};  // 0 unknown, 1 yes, 2 no
-  int& state = cached.at(device);
-  if (state == 0) {
-    int major = 0, minor = 0;
+struct DeviceFacts {
+  bool sm90;
+  int num_sms;
+};
+
+// Read once per device: attribute queries are cheap but not free on every call.
+const DeviceFacts& device_facts(c10::DeviceIndex device) {
+  static std::array<std::optional<DeviceFacts>, 64> cached;
+  auto& facts = cached.at(device);
+  if (!facts.has_value()) {
+    int major = 0, minor = 0, sms = 0;
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    state = (major == 9 && minor == 0) ? 1 : 2;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    facts = DeviceFacts{major == 9 && minor == 0, sms};
   }
-  return state == 1;
+  return *facts;
 }
 
 // TMA needs 16-byte aligned base addresses and 16-byte multiples for every outer stride.
@@ -45,8 +54,9 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_cuda(const at::Tensor& q_in, cons
   const DType dtype = q_in.scalar_type() == at::kBFloat16 ? DType::kBFloat16 : DType::kFloat16;
   const int64_t batch = q_in.size(0), tokens = q_in.size(1), heads = q_in.size(2), head_dim = q_in.size(3);
   const c10::cuda::CUDAGuard guard(q_in.device());
-  if (!is_sm90(q_in.device().index()) || !sparse_attn_sm90_available(dtype, head_dim) || heads > 65535 ||
-      batch > 65535) {
+  const DeviceFacts& facts = device_facts(q_in.device().index());
+  if (!facts.sm90 || !sparse_attn_sm90_available(dtype, head_dim) ||
+      num_blocks * heads * batch > std::numeric_limits<int32_t>::max()) {
     return reference::sparse_attn(q_in, k_in, v_in, kv_indices_in, kv_counts_in, block_lens_in, scale);
   }
 
@@ -83,6 +93,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_cuda(const at::Tensor& q_in, cons
   p.head_dim = static_cast<int>(head_dim);
   p.num_blocks = static_cast<int>(num_blocks);
   p.scale = static_cast<float>(scale.value_or(1.0 / std::sqrt(static_cast<double>(head_dim))));
+  p.num_sms = facts.num_sms;
 
   C10_CUDA_CHECK(sparse_attn_sm90(p, dtype, c10::cuda::getCurrentCUDAStream().stream()));
   return {out, lse};

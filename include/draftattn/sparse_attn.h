@@ -32,6 +32,7 @@ struct SparseAttnParams {
   int batch, tokens, heads, head_dim;
   int num_blocks;
   float scale;  // softmax scale applied to q.k
+  int num_sms;  // multiprocessors of the device: the persistent grid size
 };
 
 constexpr int kBlockSize = 128;
