@@ -55,7 +55,10 @@ def attention_sources():
 
 def make_extension():
     host_sources = sorted(glob.glob(os.path.join("csrc", "ops", "*.cpp")))
-    cxx_flags = ["-O3", "-std=c++20"]  # torch >= 2.10 headers need C++20
+    # No -std for host code: torch adds the standard its own headers were built for (C++17 in
+    # 2.11, C++20 in 2.14); forcing C++20 under torch 2.11 instantiates libstdc++ stream code
+    # in our library that crashes against the runtime's (seen on the H100 machine).
+    cxx_flags = ["-O3"]
     include_dirs = [os.path.join(ROOT, "include")]
     cuda_ok = have_nvcc()
     cutlass = find_cutlass() if cuda_ok else None

@@ -43,7 +43,7 @@ fi
 if [[ $STAGES == *bench* ]]; then
   python3 -m draftattn_cuda.bench ${BENCH_ARGS:-} --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log" | tail -60
   if [[ -f bench/bench_drafting.py ]]; then
-    python3 bench/bench_drafting.py --json "$OUT/bench_drafting.json" 2>&1 | tee "$OUT/bench_drafting.log" | tail -30
+    PYTHONPATH=. python3 bench/bench_drafting.py --json "$OUT/bench_drafting.json" 2>&1 | tee "$OUT/bench_drafting.log" | tail -30
   fi
 fi
 

@@ -23,7 +23,8 @@ struct KernelParams {
   int max_blocks;
 
   int batch, tokens, heads, num_blocks;
-  int num_tiles;  // num_blocks * heads * batch
+  int num_tiles;      // num_blocks * heads * batch
+  int* tile_counter;  // zero at launch; CTAs take tiles gridDim.x, gridDim.x + 1, ...
   float scale_log2;  // softmax scale * log2(e): the kernel works with exp2
 };
 

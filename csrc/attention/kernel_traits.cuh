@@ -65,6 +65,9 @@ struct AttentionTraits {
     array_aligned<Element, cosize_v<SmemLayoutKV>, 1024> v;
     uint64_t q_full;
     uint64_t q_empty;
+    uint64_t tile_full[2];
+    uint64_t tile_empty[2];
+    int tile_number[2];
     uint64_t k_full[kStages];
     uint64_t k_empty[kStages];
     uint64_t v_full[kStages];

@@ -1,6 +1,6 @@
-// Warp-specialized, persistent Hopper block-sparse attention. A CTA walks the tiles
-// (query block, head, batch) blockIdx.x, blockIdx.x + gridDim.x, ... Warpgroup 0 (one
-// warp) streams Q and the K, V tiles of each listed kv block through TMA into
+// Warp-specialized, persistent Hopper block-sparse attention. Each CTA takes tiles
+// (query block, head, batch) from a global atomic counter, in order, so the CTAs running
+// at one time stay on neighbouring tiles and share K, V in L2. Warpgroup 0 (one warp) streams Q and the K, V tiles of each listed kv block through TMA into
 // shared-memory rings; warpgroups 1 and 2 each own 64 query rows and run S = Q K^T, the
 // online softmax and O += P V on the tensor cores (wgmma). The rings run on across tiles,
 // so the next tile's loads overlap the current tile's last steps and epilogue.
@@ -52,6 +52,31 @@ struct RingPosition {
   }
 };
 
+// The producer fetches tile numbers and posts each one to the consumers through a
+// two-slot mailbox in shared memory; a number >= num_tiles means "done".
+template <class Storage>
+struct TileMailbox {
+  Storage& smem;
+  RingPosition<2> slot;
+
+  __device__ __forceinline__ void post(int tile) {
+    Barrier::wait(&smem.tile_empty[slot.stage], slot.phase);
+    *reinterpret_cast<volatile int*>(&smem.tile_number[slot.stage]) = tile;
+    asm volatile("" ::: "memory");
+    Barrier::arrive(&smem.tile_full[slot.stage]);
+    slot.advance();
+  }
+
+  __device__ __forceinline__ int take() {
+    Barrier::wait(&smem.tile_full[slot.stage], slot.phase);
+    asm volatile("" ::: "memory");
+    const int tile = *reinterpret_cast<volatile int*>(&smem.tile_number[slot.stage]);
+    Barrier::arrive(&smem.tile_empty[slot.stage]);
+    slot.advance();
+    return tile;
+  }
+};
+
 template <class Traits>
 __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename Traits::SharedStorage& smem) {
   using BlockM = typename Traits::BlockM;
@@ -67,12 +92,20 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
   Tensor mK = p.tma_k.get_tma_tensor(gmem_shape);
   Tensor mV = p.tma_v.get_tma_tensor(gmem_shape);
 
+  // Every K, V tile is read by many query blocks, Q by one: keep K, V in L2 at Q's expense.
+  constexpr auto kKeepInL2 = TMA::CacheHintSm90::EVICT_LAST;
   // A fresh "empty" barrier counts as released once, so the producer starts at phase 1.
   RingPosition<Traits::kStages> k_slot{0, 1}, v_slot{0, 1};
   uint32_t q_loads = 0;
-  for (int t = blockIdx.x; t < p.num_tiles; t += gridDim.x) {
+  TileMailbox<typename Traits::SharedStorage> mailbox{smem, {0, 1}};
+  for (int t = blockIdx.x;;) {
+    if (lane == 0) mailbox.post(t);
+    if (t >= p.num_tiles) break;
+    int next = 0;
+    if (lane == 0) next = gridDim.x + atomicAdd(p.tile_counter, 1);  // latency hidden by this tile's loads
     const Tile tile = tile_at(p, t);
     const BlockList list = block_list_of(p, tile.batch, tile.head, tile.q_block);
+    t = __shfl_sync(0xffffffff, next, 0);
     if (list.count == 0) continue;
 
     Tensor gQ = local_tile(mQ(_, _, tile.head, tile.batch), Shape<BlockM, Dim>{}, make_coord(tile.q_block, _0{}));
@@ -85,13 +118,13 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
     auto load_k = [&](int kv_block) {
       Barrier::wait(&smem.k_empty[k_slot.stage], k_slot.phase);
       Barrier::arrive_and_expect_tx(&smem.k_full[k_slot.stage], Traits::kTileBytes);
-      copy(p.tma_k.with(smem.k_full[k_slot.stage]), get<0>(k_tiles)(_, kv_block), get<1>(k_tiles)(_, k_slot.stage));
+      copy(p.tma_k.with(smem.k_full[k_slot.stage], 0, kKeepInL2), get<0>(k_tiles)(_, kv_block), get<1>(k_tiles)(_, k_slot.stage));
       k_slot.advance();
     };
     auto load_v = [&](int kv_block) {
       Barrier::wait(&smem.v_empty[v_slot.stage], v_slot.phase);
       Barrier::arrive_and_expect_tx(&smem.v_full[v_slot.stage], Traits::kTileBytes);
-      copy(p.tma_v.with(smem.v_full[v_slot.stage]), get<0>(v_tiles)(_, kv_block), get<1>(v_tiles)(_, v_slot.stage));
+      copy(p.tma_v.with(smem.v_full[v_slot.stage], 0, kKeepInL2), get<0>(v_tiles)(_, kv_block), get<1>(v_tiles)(_, v_slot.stage));
       v_slot.advance();
     };
 
@@ -101,7 +134,7 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
     if (lane == 0) {
       Barrier::wait(&smem.q_empty, (q_loads & 1) ^ 1);
       Barrier::arrive_and_expect_tx(&smem.q_full, Traits::kTileBytes);
-      copy(p.tma_q.with(smem.q_full), tQg, tQs);
+      copy(p.tma_q.with(smem.q_full, 0, TMA::CacheHintSm90::EVICT_FIRST), tQg, tQs);
       load_k(previous);
     }
     for (int j = 1; j < list.count; ++j) {
@@ -201,7 +234,8 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   const PingPong turn{thread / 128};
   RingPosition<Traits::kStages> k_slot{0, 0}, v_slot{0, 0};
   uint32_t q_uses = 0;
-  for (int t = blockIdx.x; t < p.num_tiles; t += gridDim.x) {
+  TileMailbox<typename Traits::SharedStorage> mailbox{smem, {0, 0}};
+  for (int t = mailbox.take(); t < p.num_tiles; t = mailbox.take()) {
     const Tile tile = tile_at(p, t);
     const BlockList list = block_list_of(p, tile.batch, tile.head, tile.q_block);
     clear(tOrO);
@@ -302,6 +336,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   if (threadIdx.x == 0) {
     Barrier::init(&smem.q_full, 1);
     Barrier::init(&smem.q_empty, Traits::kConsumerThreads);
+    for (int s = 0; s < 2; ++s) {
+      Barrier::init(&smem.tile_full[s], 1);
+      Barrier::init(&smem.tile_empty[s], Traits::kConsumerThreads);
+    }
 #pragma unroll
     for (int s = 0; s < Traits::kStages; ++s) {
       Barrier::init(&smem.k_full[s], 1);

@@ -33,7 +33,7 @@ cudaError_t launch_sparse_attn(const SparseAttnParams& a, cudaStream_t stream) {
       a.kv_indices, a.kv_counts, a.block_lens,
       a.idx_batch_stride, a.idx_head_stride, a.idx_block_stride,
       a.cnt_batch_stride, a.cnt_head_stride, a.max_blocks,
-      a.batch, a.tokens, a.heads, a.num_blocks, a.num_blocks * a.heads * a.batch,
+      a.batch, a.tokens, a.heads, a.num_blocks, a.num_blocks * a.heads * a.batch, a.tile_counter,
       a.scale * 1.4426950408889634f,
   };
 

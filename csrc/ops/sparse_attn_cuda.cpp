@@ -94,6 +94,8 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_cuda(const at::Tensor& q_in, cons
   p.num_blocks = static_cast<int>(num_blocks);
   p.scale = static_cast<float>(scale.value_or(1.0 / std::sqrt(static_cast<double>(head_dim))));
   p.num_sms = facts.num_sms;
+  at::Tensor tile_counter = at::zeros({1}, q.options().dtype(at::kInt));
+  p.tile_counter = tile_counter.data_ptr<int32_t>();
 
   C10_CUDA_CHECK(sparse_attn_sm90(p, dtype, c10::cuda::getCurrentCUDAStream().stream()));
   return {out, lse};

@@ -32,7 +32,8 @@ struct SparseAttnParams {
   int batch, tokens, heads, head_dim;
   int num_blocks;
   float scale;  // softmax scale applied to q.k
-  int num_sms;  // multiprocessors of the device: the persistent grid size
+  int num_sms;        // multiprocessors of the device: the persistent grid size
+  int* tile_counter;  // one int32 of device memory, zero at launch (the tile scheduler)
 };
 
 constexpr int kBlockSize = 128;
