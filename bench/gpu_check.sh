@@ -13,6 +13,10 @@ OUT=${OUT:-/tmp/draftattn_gpu_check}
 STAGES=${STAGES:-build tests bench}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} DRAFTATTN_REQUIRE_CUDA=1 MAX_JOBS=${MAX_JOBS:-16}
+# The GPU machine's default CXX (/opt/gcc/bin/g++) links libstdc++ statically into the
+# extension, whose stream code then crashes on the first formatted error message; the
+# system compiler links it dynamically like torch does.
+if [[ -x /usr/bin/g++ ]]; then export CXX=/usr/bin/g++ CC=/usr/bin/gcc; fi
 summary=()
 
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"

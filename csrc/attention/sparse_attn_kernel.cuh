@@ -92,8 +92,6 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
   Tensor mK = p.tma_k.get_tma_tensor(gmem_shape);
   Tensor mV = p.tma_v.get_tma_tensor(gmem_shape);
 
-  // Every K, V tile is read by many query blocks, Q by one: keep K, V in L2 at Q's expense.
-  constexpr auto kKeepInL2 = TMA::CacheHintSm90::EVICT_LAST;
   // A fresh "empty" barrier counts as released once, so the producer starts at phase 1.
   RingPosition<Traits::kStages> k_slot{0, 1}, v_slot{0, 1};
   uint32_t q_loads = 0;
@@ -118,13 +116,13 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
     auto load_k = [&](int kv_block) {
       Barrier::wait(&smem.k_empty[k_slot.stage], k_slot.phase);
       Barrier::arrive_and_expect_tx(&smem.k_full[k_slot.stage], Traits::kTileBytes);
-      copy(p.tma_k.with(smem.k_full[k_slot.stage], 0, kKeepInL2), get<0>(k_tiles)(_, kv_block), get<1>(k_tiles)(_, k_slot.stage));
+      copy(p.tma_k.with(smem.k_full[k_slot.stage]), get<0>(k_tiles)(_, kv_block), get<1>(k_tiles)(_, k_slot.stage));
       k_slot.advance();
     };
     auto load_v = [&](int kv_block) {
       Barrier::wait(&smem.v_empty[v_slot.stage], v_slot.phase);
       Barrier::arrive_and_expect_tx(&smem.v_full[v_slot.stage], Traits::kTileBytes);
-      copy(p.tma_v.with(smem.v_full[v_slot.stage], 0, kKeepInL2), get<0>(v_tiles)(_, kv_block), get<1>(v_tiles)(_, v_slot.stage));
+      copy(p.tma_v.with(smem.v_full[v_slot.stage]), get<0>(v_tiles)(_, kv_block), get<1>(v_tiles)(_, v_slot.stage));
       v_slot.advance();
     };
 
@@ -134,7 +132,7 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
     if (lane == 0) {
       Barrier::wait(&smem.q_empty, (q_loads & 1) ^ 1);
       Barrier::arrive_and_expect_tx(&smem.q_full, Traits::kTileBytes);
-      copy(p.tma_q.with(smem.q_full, 0, TMA::CacheHintSm90::EVICT_FIRST), tQg, tQs);
+      copy(p.tma_q.with(smem.q_full), tQg, tQs);
       load_k(previous);
     }
     for (int j = 1; j < list.count; ++j) {
