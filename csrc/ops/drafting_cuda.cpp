@@ -169,6 +169,10 @@ std::tuple<at::Tensor, at::Tensor> draft_select_cuda(const at::Tensor& q_pooled_
   const at::Tensor q_pooled = q_pooled_in.contiguous(), k_pooled = k_pooled_in.contiguous();
   const auto options = q_pooled.options();
   at::Tensor scores = at::empty({batch * heads, draft_scores_head_stride(int(S))}, options);
+  at::Tensor row_partials = at::empty({batch * heads, S, draft_column_tiles(int(S)), 2}, options);
+  at::Tensor select_state =
+      at::empty({select_rule == SelectRule::kGlobal ? batch * heads : 0, kDraftSelectStateWords},
+                options.dtype(at::kInt));
   at::Tensor row_key = at::empty({batch * heads, S}, options.dtype(at::kInt));
   at::Tensor row_ties = at::empty({batch * heads, S}, options.dtype(at::kInt));
   at::Tensor kv_indices = at::empty({batch, heads, nb, nb}, options.dtype(at::kInt));
@@ -178,6 +182,8 @@ std::tuple<at::Tensor, at::Tensor> draft_select_cuda(const at::Tensor& q_pooled_
   a.q_pooled = q_pooled.data_ptr<float>();
   a.k_pooled = k_pooled.data_ptr<float>();
   a.scores = scores.data_ptr<float>();
+  a.row_partials = row_partials.data_ptr<float>();
+  a.select_state = reinterpret_cast<uint32_t*>(select_state.data_ptr<int32_t>());
   a.row_key = reinterpret_cast<uint32_t*>(row_key.data_ptr<int32_t>());
   a.row_ties = row_ties.data_ptr<int32_t>();
   a.kv_indices = kv_indices.data_ptr<int32_t>();

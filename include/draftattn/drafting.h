@@ -65,12 +65,23 @@ cudaError_t scatter_regions(const ScatterRegionsArgs& args, cudaStream_t stream)
 
 enum class SelectRule { kGlobal, kTopK, kTopP };
 
+// Column tiles of the draft logits kernel: each keeps one (max, sum of exp) pair per row.
+constexpr int kDraftLogitsTile = 128;
+inline int draft_column_tiles(int num_regions) { return (num_regions + kDraftLogitsTile - 1) / kDraftLogitsTile; }
+
+// Words of per-head state of the global rule's radix select (three 4096-bin histograms,
+// the digits found so far and arrival counters); draft_select zeroes it on the stream.
+constexpr int kDraftSelectStateWords = 3 * 4096 + 6;
+
 // Inputs and outputs of draft_select; all tensors contiguous.
 struct DraftSelectArgs {
   const float* q_pooled;  // (batch*heads, S, head_dim)
   const float* k_pooled;  // (batch*heads, S, head_dim)
   float* scores;          // workspace (batch*heads, draft_scores_head_stride(S)): the S x S
                           // logits, then the softmax A, row-major per head
+  float* row_partials;    // workspace (batch*heads, S, draft_column_tiles(S), 2): per row and
+                          // column tile, the max logit and the sum of exp(logit - max)
+  uint32_t* select_state; // workspace (batch*heads, kDraftSelectStateWords), "global" only
   uint32_t* row_key;      // workspace (batch*heads, S): per-row threshold key
   int32_t* row_ties;      // workspace (batch*heads, S): entries equal to the key kept per row
   int32_t* kv_indices;    // (batch*heads, nb, nb)

@@ -1,0 +1,101 @@
+// Shared pieces of the global rule's radix select (three digit passes over the order keys
+// of a head's S*S probabilities: key bits 31..20, 19..8, 7..0).
+//
+// Every pass is a grid of many CTAs per head. Each CTA histograms its share of the entries
+// in shared memory and adds the non-zero bins into the head's global histogram; the last
+// CTA of the head to arrive (atomic counter) picks the digit of the wanted entry and leaves
+// it in the head's state for the next pass. So no pass needs a separate reduction launch
+// and nothing waits on the host. The state must be zero before the first pass.
+#pragma once
+#include <cub/block/block_scan.cuh>
+
+#include "draftattn/drafting.h"
+
+namespace draftattn {
+
+constexpr int kRadixThreads = 256;
+constexpr int kDigitBins = 4096;
+constexpr int kNumDigitPasses = 3;
+constexpr int kNoBin = -1;
+
+struct DigitPass {
+  int shift, bins;
+  uint32_t fixed_mask;  // key bits fixed by the earlier passes
+};
+
+__host__ __device__ inline DigitPass digit_pass(int p) {
+  return p == 0 ? DigitPass{20, 4096, 0u} : p == 1 ? DigitPass{8, 4096, 0xfff00000u} : DigitPass{0, 256, 0xffffff00u};
+}
+
+// Per-head state words (kDraftSelectStateWords in all), zeroed before the first pass.
+struct HeadSelectState {
+  uint32_t hist[kNumDigitPasses][kDigitBins];
+  uint32_t prefix;       // key bits fixed so far
+  uint32_t remaining;    // rank of the wanted entry among the entries matching `prefix`
+  uint32_t equal_total;  // entries matching `prefix` in the last picked bin
+  uint32_t arrived[kNumDigitPasses];
+};
+static_assert(sizeof(HeadSelectState) == kDraftSelectStateWords * sizeof(uint32_t), "state size");
+
+// Adds one key to the shared histogram; all 32 lanes call it together. Lanes with the same
+// bin merge into one shared-memory atomic (most entries share a few top-bit bins); a warp
+// with no matching key skips the match (passes 2 and 3 count few entries).
+__device__ inline void count_key(uint32_t* hist, bool valid, uint32_t key, uint32_t prefix, const DigitPass& pass) {
+  const bool match = valid && (key & pass.fixed_mask) == prefix;
+  if (!__any_sync(0xffffffffu, match)) return;
+  const int bin = match ? int((key >> pass.shift) & uint32_t(pass.bins - 1)) : kNoBin;
+  const unsigned same = __match_any_sync(0xffffffffu, bin);
+  if (bin != kNoBin && (threadIdx.x % 32) == __ffs(same) - 1) atomicAdd(&hist[bin], __popc(same));
+}
+
+__device__ inline void clear_histogram(uint32_t* hist, int bins) {
+  for (int b = threadIdx.x; b < bins; b += kRadixThreads) hist[b] = 0;
+}
+
+// Adds this CTA's histogram into the head's and reports whether this CTA arrived last, in
+// which case every other CTA's bins are visible to it. Called by all threads.
+__device__ inline bool flush_and_arrive(const uint32_t* hist, HeadSelectState* st, int pass, int bins,
+                                        unsigned ctas_per_head) {
+  __shared__ bool last;
+  __syncthreads();
+  for (int b = threadIdx.x; b < bins; b += kRadixThreads)
+    if (hist[b] != 0) atomicAdd(&st->hist[pass][b], hist[b]);
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(&st->arrived[pass], 1u) == ctas_per_head - 1;
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
+}
+
+// Run by the last CTA of a pass: the bin holding the `want`-th largest entry (1-based) among
+// those matching the prefix, counted from the top. Thread t owns bins_per_thread bins from
+// the top down, so an exclusive scan gives the entries above each thread's bins.
+__device__ inline void pick_digit(HeadSelectState* st, int pass, uint32_t want) {
+  using Scan = cub::BlockScan<uint32_t, kRadixThreads>;
+  __shared__ typename Scan::TempStorage scan;
+  const DigitPass dp = digit_pass(pass);
+  const int per = dp.bins / kRadixThreads;
+  const int top = dp.bins - per * int(threadIdx.x) - 1;
+  const uint32_t prefix = pass == 0 ? 0u : st->prefix;
+  uint32_t mine = 0;
+  for (int b = 0; b < per; ++b) mine += __ldcg(&st->hist[pass][top - b]);
+  uint32_t above;
+  Scan(scan).ExclusiveSum(mine, above);
+  if (above < want && want <= above + mine) {
+    for (int b = 0; b < per; ++b) {
+      const uint32_t count = __ldcg(&st->hist[pass][top - b]);
+      if (above + count >= want) {
+        st->prefix = prefix | (uint32_t(top - b) << dp.shift);
+        st->remaining = want - above;
+        st->equal_total = count;
+        break;
+      }
+      above += count;
+    }
+  }
+  __threadfence();
+  __syncthreads();
+}
+
+}  // namespace draftattn
