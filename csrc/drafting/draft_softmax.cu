@@ -68,7 +68,14 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
 
-  if (kHistogram && flush_and_arrive(hist, states + head, 0, kDigitBins, gridDim.x)) pick_digit(states + head, 0, keep);
+  if (!kHistogram || !flush_and_arrive(hist, states + head, gridDim.x)) return;
+  HeadSelectState* st = states + head;
+  const Digit d = pick_digit<kThreads>(kDigitBins, keep, [&](int b) { return __ldcg(&st->hist[b]); });
+  if (threadIdx.x == 0) {
+    st->prefix = d.bin << pass.shift;
+    st->remaining = d.rank;
+    st->equal_total = d.count;
+  }
 }
 
 }  // namespace

@@ -14,8 +14,7 @@ cudaError_t launch_draft_logits(const DraftSelectArgs& a, int64_t head_stride, c
 // it also runs the first digit pass of the radix select; select_state must be zero.
 cudaError_t launch_draft_softmax(const DraftSelectArgs& a, int64_t head_stride, int64_t keep, cudaStream_t stream);
 
-// "global", after launch_draft_softmax with keep > 0: the remaining digit passes, then per
-// row the key of the keep-th largest entry and how many entries equal to it that row keeps
+// "global", after launch_draft_softmax with keep > 0: the remaining digits, then per row the key of the keep-th largest entry and how many entries equal to it that row keeps
 // (ties go to lower flat index).
 cudaError_t launch_global_threshold(const DraftSelectArgs& a, int64_t head_stride, cudaStream_t stream);
 

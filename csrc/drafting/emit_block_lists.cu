@@ -11,6 +11,7 @@ namespace draftattn {
 namespace {
 
 constexpr int kWarps = 8;
+constexpr int kChunksInFlight = 4;
 
 __global__ void __launch_bounds__(kWarps * 32) emit_block_lists_kernel(const float* scores, int64_t head_stride,
                                                                        int S, int text_blocks, bool text_first,
@@ -44,16 +45,26 @@ __global__ void __launch_bounds__(kWarps * 32) emit_block_lists_kernel(const flo
   const uint32_t t = row_key[head * S + region];
   const int ties = row_ties[head * S + region];
   int equal_seen = 0;
-  for (int j0 = 0; j0 < S; j0 += 32) {
-    const int j = j0 + lane;
-    const uint32_t key = j < S ? order_key(x[j]) : 0u;
-    const bool equal = j < S && key == t;
-    const unsigned equal_mask = __ballot_sync(0xffffffffu, equal);
-    const bool kept = j < S && (key > t || (equal && equal_seen + __popc(equal_mask & below) < ties) || j == region);
-    const unsigned kept_mask = __ballot_sync(0xffffffffu, kept);
-    if (kept) out[count + __popc(kept_mask & below)] = video_offset + j;
-    count += __popc(kept_mask);
-    equal_seen += __popc(equal_mask);
+  for (int c0 = 0; c0 < S; c0 += 32 * kChunksInFlight) {
+    uint32_t keys[kChunksInFlight];  // a warp's loads are issued together, then compacted in order
+#pragma unroll
+    for (int c = 0; c < kChunksInFlight; ++c) {
+      const int j = c0 + 32 * c + lane;
+      keys[c] = j < S ? order_key(x[j]) : 0u;
+    }
+#pragma unroll
+    for (int c = 0; c < kChunksInFlight; ++c) {
+      const int j = c0 + 32 * c + lane;
+      const uint32_t key = keys[c];
+      const bool equal = j < S && key == t;
+      const unsigned equal_mask = __ballot_sync(0xffffffffu, equal);
+      const bool kept =
+          j < S && (key > t || (equal && equal_seen + __popc(equal_mask & below) < ties) || j == region);
+      const unsigned kept_mask = __ballot_sync(0xffffffffu, kept);
+      if (kept) out[count + __popc(kept_mask & below)] = video_offset + j;
+      count += __popc(kept_mask);
+      equal_seen += __popc(equal_mask);
+    }
   }
   if (!text_first) {
     for (int j = lane; j < text_blocks; j += 32) out[count + j] = text_offset + j;

@@ -1,11 +1,13 @@
-// Shared pieces of the global rule's radix select (three digit passes over the order keys
-// of a head's S*S probabilities: key bits 31..20, 19..8, 7..0).
+// Shared pieces of the global rule's radix select on the order keys of a head's S*S
+// probabilities (key bits 31..20 first, then 19..8 and 7..0).
 //
-// Every pass is a grid of many CTAs per head. Each CTA histograms its share of the entries
-// in shared memory and adds the non-zero bins into the head's global histogram; the last
-// CTA of the head to arrive (atomic counter) picks the digit of the wanted entry and leaves
-// it in the head's state for the next pass. So no pass needs a separate reduction launch
-// and nothing waits on the host. The state must be zero before the first pass.
+// The first digit is counted by many CTAs per head during the softmax pass: each CTA
+// histograms its entries in shared memory and adds the non-zero bins into the head's global
+// histogram (the top-bit bins are few, so the adds are few); the last CTA of the head to
+// arrive (atomic counter) picks the digit and leaves it in the head's state. The later
+// digits are counted over the compacted candidates that match it (global_threshold.cu):
+// their bins are many, and one global add per candidate would cost more than the data.
+// Nothing waits on the host. The state must be zero before the first pass.
 #pragma once
 #include <cub/block/block_scan.cuh>
 
@@ -15,7 +17,6 @@ namespace draftattn {
 
 constexpr int kRadixThreads = 256;
 constexpr int kDigitBins = 4096;
-constexpr int kNumDigitPasses = 3;
 constexpr int kNoBin = -1;
 
 struct DigitPass {
@@ -29,11 +30,12 @@ __host__ __device__ inline DigitPass digit_pass(int p) {
 
 // Per-head state words (kDraftSelectStateWords in all), zeroed before the first pass.
 struct HeadSelectState {
-  uint32_t hist[kNumDigitPasses][kDigitBins];
-  uint32_t prefix;       // key bits fixed so far
-  uint32_t remaining;    // rank of the wanted entry among the entries matching `prefix`
-  uint32_t equal_total;  // entries matching `prefix` in the last picked bin
-  uint32_t arrived[kNumDigitPasses];
+  uint32_t hist[kDigitBins];  // first digit, all CTAs of the softmax pass
+  uint32_t prefix;            // key bits fixed so far
+  uint32_t remaining;         // rank of the wanted entry among the entries matching `prefix`
+  uint32_t equal_total;       // entries matching `prefix`
+  uint32_t arrived;           // CTAs of the softmax pass done
+  uint32_t candidates;        // entries compacted so far (global_threshold.cu)
 };
 static_assert(sizeof(HeadSelectState) == kDraftSelectStateWords * sizeof(uint32_t), "state size");
 
@@ -54,48 +56,51 @@ __device__ inline void clear_histogram(uint32_t* hist, int bins) {
 
 // Adds this CTA's histogram into the head's and reports whether this CTA arrived last, in
 // which case every other CTA's bins are visible to it. Called by all threads.
-__device__ inline bool flush_and_arrive(const uint32_t* hist, HeadSelectState* st, int pass, int bins,
-                                        unsigned ctas_per_head) {
+__device__ inline bool flush_and_arrive(const uint32_t* hist, HeadSelectState* st, unsigned ctas_per_head) {
   __shared__ bool last;
   __syncthreads();
-  for (int b = threadIdx.x; b < bins; b += kRadixThreads)
-    if (hist[b] != 0) atomicAdd(&st->hist[pass][b], hist[b]);
+  for (int b = threadIdx.x; b < kDigitBins; b += kRadixThreads)
+    if (hist[b] != 0) atomicAdd(&st->hist[b], hist[b]);
   __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(&st->arrived[pass], 1u) == ctas_per_head - 1;
+  if (threadIdx.x == 0) last = atomicAdd(&st->arrived, 1u) == ctas_per_head - 1;
   __syncthreads();
   if (last) __threadfence();
   return last;
 }
 
-// Run by the last CTA of a pass: the bin holding the `want`-th largest entry (1-based) among
-// those matching the prefix, counted from the top. Thread t owns bins_per_thread bins from
-// the top down, so an exclusive scan gives the entries above each thread's bins.
-__device__ inline void pick_digit(HeadSelectState* st, int pass, uint32_t want) {
-  using Scan = cub::BlockScan<uint32_t, kRadixThreads>;
+// The bin holding the `want`-th largest entry (1-based) of a histogram, counted from the
+// top, found by kThreads threads together; returns (bin, rank inside it, its count) to all.
+// Thread t owns `per` bins from the top down, so an exclusive scan gives the entries above.
+struct Digit {
+  uint32_t bin, rank, count;
+};
+
+template <int kThreads, typename LoadBin>
+__device__ inline Digit pick_digit(int bins, uint32_t want, LoadBin load_bin) {
+  using Scan = cub::BlockScan<uint32_t, kThreads>;
   __shared__ typename Scan::TempStorage scan;
-  const DigitPass dp = digit_pass(pass);
-  const int per = dp.bins / kRadixThreads;
-  const int top = dp.bins - per * int(threadIdx.x) - 1;
-  const uint32_t prefix = pass == 0 ? 0u : st->prefix;
+  __shared__ Digit found;
+  const int per = bins >= kThreads ? bins / kThreads : 1;
+  const bool owner = int(threadIdx.x) * per < bins;
+  const int top = bins - per * int(threadIdx.x) - 1;
   uint32_t mine = 0;
-  for (int b = 0; b < per; ++b) mine += __ldcg(&st->hist[pass][top - b]);
+  if (owner)
+    for (int b = 0; b < per; ++b) mine += load_bin(top - b);
   uint32_t above;
   Scan(scan).ExclusiveSum(mine, above);
-  if (above < want && want <= above + mine) {
+  if (owner && above < want && want <= above + mine) {
     for (int b = 0; b < per; ++b) {
-      const uint32_t count = __ldcg(&st->hist[pass][top - b]);
+      const uint32_t count = load_bin(top - b);
       if (above + count >= want) {
-        st->prefix = prefix | (uint32_t(top - b) << dp.shift);
-        st->remaining = want - above;
-        st->equal_total = count;
+        found = Digit{uint32_t(top - b), want - above, count};
         break;
       }
       above += count;
     }
   }
-  __threadfence();
   __syncthreads();
+  return found;
 }
 
 }  // namespace draftattn

@@ -170,9 +170,9 @@ std::tuple<at::Tensor, at::Tensor> draft_select_cuda(const at::Tensor& q_pooled_
   const auto options = q_pooled.options();
   at::Tensor scores = at::empty({batch * heads, draft_scores_head_stride(int(S))}, options);
   at::Tensor row_partials = at::empty({batch * heads, S, draft_column_tiles(int(S)), 2}, options);
-  at::Tensor select_state =
-      at::empty({select_rule == SelectRule::kGlobal ? batch * heads : 0, kDraftSelectStateWords},
-                options.dtype(at::kInt));
+  const int64_t global_heads = select_rule == SelectRule::kGlobal ? batch * heads : 0;
+  at::Tensor select_state = at::empty({global_heads, kDraftSelectStateWords}, options.dtype(at::kInt));
+  at::Tensor candidates = at::empty({global_heads, S * S}, options.dtype(at::kInt));
   at::Tensor row_key = at::empty({batch * heads, S}, options.dtype(at::kInt));
   at::Tensor row_ties = at::empty({batch * heads, S}, options.dtype(at::kInt));
   at::Tensor kv_indices = at::empty({batch, heads, nb, nb}, options.dtype(at::kInt));
@@ -184,6 +184,7 @@ std::tuple<at::Tensor, at::Tensor> draft_select_cuda(const at::Tensor& q_pooled_
   a.scores = scores.data_ptr<float>();
   a.row_partials = row_partials.data_ptr<float>();
   a.select_state = reinterpret_cast<uint32_t*>(select_state.data_ptr<int32_t>());
+  a.candidates = reinterpret_cast<uint32_t*>(candidates.data_ptr<int32_t>());
   a.row_key = reinterpret_cast<uint32_t*>(row_key.data_ptr<int32_t>());
   a.row_ties = row_ties.data_ptr<int32_t>();
   a.kv_indices = kv_indices.data_ptr<int32_t>();

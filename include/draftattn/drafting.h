@@ -69,9 +69,9 @@ enum class SelectRule { kGlobal, kTopK, kTopP };
 constexpr int kDraftLogitsTile = 128;
 inline int draft_column_tiles(int num_regions) { return (num_regions + kDraftLogitsTile - 1) / kDraftLogitsTile; }
 
-// Words of per-head state of the global rule's radix select (three 4096-bin histograms,
-// the digits found so far and arrival counters); draft_select zeroes it on the stream.
-constexpr int kDraftSelectStateWords = 3 * 4096 + 6;
+// Words of per-head state of the global rule's radix select (the first digit's 4096-bin
+// histogram, the digits found so far and two counters); draft_select zeroes it on the stream.
+constexpr int kDraftSelectStateWords = 4096 + 5;
 
 // Inputs and outputs of draft_select; all tensors contiguous.
 struct DraftSelectArgs {
@@ -82,6 +82,8 @@ struct DraftSelectArgs {
   float* row_partials;    // workspace (batch*heads, S, draft_column_tiles(S), 2): per row and
                           // column tile, the max logit and the sum of exp(logit - max)
   uint32_t* select_state; // workspace (batch*heads, kDraftSelectStateWords), "global" only
+  uint32_t* candidates;   // workspace (batch*heads, S*S), "global" only: keys matching the
+                          // first radix digit
   uint32_t* row_key;      // workspace (batch*heads, S): per-row threshold key
   int32_t* row_ties;      // workspace (batch*heads, S): entries equal to the key kept per row
   int32_t* kv_indices;    // (batch*heads, nb, nb)
