@@ -51,5 +51,39 @@ if [[ $STAGES == *bench* ]]; then
   fi
 fi
 
+# C++ microbenchmarks (CMake, no torch): STAGES=cpp. Verifies small shapes against the fp32
+# host reference, then times Wan-14B 720p. Output goes to $OUT/cpp_bench.log.
+if [[ $STAGES == *cpp* ]]; then
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-deps --no-index .whl/*.whl 2>&1 | tail -1
+  fi
+  cpp_dir=/tmp/draftattn-cmake cpp_bin=/tmp/draftattn-cmake/bench/cpp cpp_log="$OUT/cpp_bench.log"
+  if cmake -S . -B "$cpp_dir" $(command -v ninja >/dev/null && echo -G Ninja) -DCMAKE_BUILD_TYPE=Release \
+       ${DRAFTATTN_ATTN_KERNELS:+-DDRAFTATTN_ATTN_KERNELS=$DRAFTATTN_ATTN_KERNELS} >"$OUT/cpp_build.log" 2>&1 &&
+     cmake --build "$cpp_dir" -j16 >>"$OUT/cpp_build.log" 2>&1; then
+    cpp_cases=(
+      "sparse_attn_bench --verify --batch 1 --heads 4 --tokens 1000 --head-dim 128 --density 1,0.3 --iters 3"
+      "sparse_attn_bench --verify --batch 1 --heads 4 --tokens 1000 --head-dim 128 --density 1,0.3 --rows uneven --partial --iters 3")
+    [[ -z ${DRAFTATTN_ATTN_KERNELS:-} ]] && cpp_cases+=(  # fp16 hd64 exists only in a full build
+      "sparse_attn_bench --verify --batch 2 --heads 3 --tokens 1000 --head-dim 64 --dtype fp16 --density 1,0.3 --rows uneven --partial --iters 3")
+    cpp_cases+=(
+      "sparse_attn_bench --batch 1 --heads 40 --tokens 75600 --head-dim 128 --density 1,0.5,0.25,0.1"
+      "drafting_bench --frames 21 --height 45 --width 80 --heads 40 --head-dim 128")
+    cpp_failed=0
+    : >"$cpp_log"
+    for args in "${cpp_cases[@]}"; do
+      echo "\$ $args" >>"$cpp_log"
+      "$cpp_bin"/$args 2>&1 | tee -a "$cpp_log"
+      rc=${PIPESTATUS[0]}
+      if ((rc != 0)); then cpp_failed=$((cpp_failed + 1)); echo "(exit $rc)" >>"$cpp_log"; fi
+    done
+    summary+=("cpp: $(grep -c ' PASS ' "$cpp_log") verify PASS, $(grep -c ' FAIL ' "$cpp_log") FAIL, $cpp_failed failed runs (log: $cpp_log)")
+    while IFS= read -r line; do summary+=("  $line"); done < <(grep -E '^(sparse_attn|drafting) |^error|failed:' "$cpp_log" | tail -16 | sed 's/ card="[^"]*"//')
+  else
+    grep -E "error|Error" "$OUT/cpp_build.log" | head -20
+    summary+=("cpp: CMake build FAILED (log: $OUT/cpp_build.log)")
+  fi
+fi
+
 echo "==== summary ($(head -1 "$OUT/gpu.txt"))"
 printf '%s\n' "${summary[@]}"

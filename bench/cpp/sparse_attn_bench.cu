@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
       failed = failed || !pass;
       char buf[320];
       std::snprintf(buf, sizeof(buf),
-                    " | verify rows=%lld max_abs=%.2e rel_l2=%.2e lse_max_abs=%.2e wrong_empty=%lld "
+                    " verify: rows=%lld max_abs=%.2e rel_l2=%.2e lse_max_abs=%.2e wrong_empty=%lld "
                     "not_finite=%lld unwritten=%lld %s",
                     (long long)r.rows, r.max_abs, r.rel_l2, r.lse_max_abs, (long long)r.wrong_empty,
                     (long long)r.not_finite, (long long)unwritten, pass ? "PASS" : "FAIL");
@@ -224,10 +224,10 @@ int main(int argc, char** argv) {
     const float ms = bench::median_ms(stream, c.warmup, c.iters, [&](int i) { return launch(1 + i); });
     const double listed = lists.density(c.batch, c.heads);
     const double flops = 4.0 * c.batch * c.heads * double(c.tokens) * c.tokens * c.head_dim * listed;
-    std::printf("sparse_attn %s %dx%dx%dx%d rows=%s lens=%s density=%.3g listed=%.4f ms=%.3f TFLOP/s=%.1f card=\"%s\"%s\n",
+    std::printf("sparse_attn %s %dx%dx%dx%d rows=%s lens=%s density=%.3g listed=%.4f ms=%.3f TFLOP/s=%.1f%s card=\"%s\"\n",
                 bench::dtype_name(c.dtype), c.batch, c.heads, c.tokens, c.head_dim,
                 c.spread == bench::RowSpread::kUniform ? "uniform" : "uneven", c.partial ? "partial" : "full", density,
-                listed, ms, flops / (ms * 1e-3) / 1e12, prop.name, verdict.c_str());
+                listed, ms, flops / (ms * 1e-3) / 1e12, verdict.c_str(), prop.name);
     std::fflush(stdout);
   }
   CUDA_CHECK(cudaStreamDestroy(stream));
