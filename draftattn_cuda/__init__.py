@@ -16,7 +16,7 @@ from . import _fake  # noqa: F401,E402  (fake kernels for torch.compile)
 from .build_info import cuda_kernels_built  # noqa: E402
 from .checks import validate_block_lists  # noqa: E402
 from .layout import VideoLayout  # noqa: E402
-from .ops import draft_select, mean_pool, sparse_attn  # noqa: E402
+from .ops import draft_select, mean_pool, quantize_fp8, sparse_attn, sparse_attn_fp8  # noqa: E402
 from .pipeline import draft_attention  # noqa: E402
 
 __all__ = [
@@ -25,6 +25,8 @@ __all__ = [
     "draft_attention",
     "draft_select",
     "mean_pool",
+    "quantize_fp8",
     "sparse_attn",
+    "sparse_attn_fp8",
     "validate_block_lists",
 ]

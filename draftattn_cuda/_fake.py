@@ -16,6 +16,25 @@ def _sparse_attn(q, k, v, kv_indices, kv_counts, block_lens=None, scale=None):
     return q.new_empty(q.shape), q.new_empty((batch, heads, tokens), dtype=torch.float32)
 
 
+@torch.library.register_fake("draftattn::sparse_attn_fp8")
+def _sparse_attn_fp8(q, k, v_t, kv_indices, kv_counts, q_descale, k_descale, v_descale, block_lens=None, scale=None):
+    batch, tokens, heads, _ = q.shape
+    return (q.new_empty(q.shape, dtype=torch.bfloat16),
+            q.new_empty((batch, heads, tokens), dtype=torch.float32))
+
+
+@torch.library.register_fake("draftattn::quantize_fp8")
+def _quantize_fp8(q, k, v):
+    batch, tokens, heads, head_dim = q.shape
+    blocks = -(-tokens // 128)
+    e4m3 = torch.float8_e4m3fn
+    return (q.new_empty(q.shape, dtype=e4m3), k.new_empty(k.shape, dtype=e4m3),
+            v.new_empty((batch, heads, head_dim, blocks * 128), dtype=e4m3),
+            q.new_empty((batch, heads, blocks), dtype=torch.float32),
+            q.new_empty((batch, heads, blocks), dtype=torch.float32),
+            q.new_empty((batch, heads), dtype=torch.float32))
+
+
 @torch.library.register_fake("draftattn::mean_pool")
 def _mean_pool(x, frames, height, width, region_h=8, region_w=16, text_len=0, text_first=False):
     layout = _layout(frames, height, width, region_h, region_w, text_len, text_first)

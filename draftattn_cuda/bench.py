@@ -32,6 +32,8 @@ def parse_args(argv):
     parser.add_argument("--density", default="1.0,0.5,0.25,0.1", help="GPU: kept block fractions, comma list")
     parser.add_argument("--sparsity", default="0.5,0.9", help="CPU: draft_attention sparsities, comma list")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    parser.add_argument("--fp8", action="store_true",
+                        help="GPU: also time the fp8 (e4m3) kernel on quantize_fp8 inputs, next to bf16")
     parser.add_argument("--cpu", action="store_true", help="run the CPU reference even when a GPU is present")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -151,6 +153,10 @@ def run_gpu(args):
         print(f"\n{name}: batch {batch}, heads {heads}, tokens {tokens}, head_dim {head_dim}, {args.dtype}; "
               f"cuDNN dense {cudnn_ms:.3f} ms ({dense_flops / cudnn_ms / 1e9:.0f} TFLOP/s)")
         num_blocks = math.ceil(tokens / 128)
+        if args.fp8:
+            quant_ms = median_ms(lambda: da.quantize_fp8(q, k, v))
+            quantized = da.quantize_fp8(q, k, v)
+            print(f"  fp8 quantisation pass (ATen ops, not fused yet): {quant_ms:.3f} ms")
         for wanted in floats(args.density, "density"):
             count = max(1, min(num_blocks, round(wanted * num_blocks)))
             kv_indices, kv_counts = uniform_block_lists(batch, heads, num_blocks, count, device, generator)
@@ -167,6 +173,16 @@ def run_gpu(args):
                    "cudnn_dense_ms": cudnn_ms, "ours_tflops": dense_flops * density / ours_ms / 1e9,
                    "flex_tflops": dense_flops * density / flex_ms / 1e9, "speedup_vs_flex": flex_ms / ours_ms,
                    "speedup_vs_cudnn_dense": cudnn_ms / ours_ms, "rel_l2_vs_flex": agreement}
+            if args.fp8:
+                fp8_call = lambda: da.sparse_attn_fp8(*quantized[:3], kv_indices, kv_counts, *quantized[3:])  # noqa: E731
+                fp8_ms = median_ms(fp8_call)
+                row.update(fp8_ms=fp8_ms, fp8_tflops=dense_flops * density / fp8_ms / 1e9,
+                           fp8_speedup_vs_bf16=ours_ms / fp8_ms, fp8_quantize_ms=quant_ms,
+                           fp8_rel_l2_vs_bf16=relative_l2(fp8_call()[0], torch.ops.draftattn.sparse_attn(
+                               q, k, v, kv_indices, kv_counts)[0]))
+                print(f"  density {density:.3f}: ours fp8 {fp8_ms:.3f} ms ({row['fp8_tflops']:.0f} TFLOP/s), "
+                      f"x{row['fp8_speedup_vs_bf16']:.2f} vs ours {args.dtype}, rel. L2 vs {args.dtype} "
+                      f"{row['fp8_rel_l2_vs_bf16']:.1e}")
             results.append(row)
             print(f"  density {density:.3f}: ours {ours_ms:.3f} ms ({row['ours_tflops']:.0f} TFLOP/s), flex "
                   f"{flex_ms:.3f} ms ({row['flex_tflops']:.0f} TFLOP/s), x{row['speedup_vs_flex']:.2f} vs flex, "

@@ -15,6 +15,24 @@ def sparse_attn(q, k, v, kv_indices, kv_counts, block_lens=None, scale=None):
     return torch.ops.draftattn.sparse_attn.default(q, k, v, kv_indices, kv_counts, block_lens, scale)
 
 
+def quantize_fp8(q, k, v):
+    """e4m3 inputs for sparse_attn_fp8 from region-major q, k, v (batch, tokens, heads, head_dim).
+
+    Returns (q8, k8, v_t8, q_descale, k_descale, v_descale): q8, k8 keep the layout; v_t8 is
+    V^T, (batch, heads, head_dim, num_blocks*128) in the fp8 key order (docs/CONTRACT.md);
+    the fp32 factors that undo the quantisation are per (batch, head, block) for q, k and per
+    (batch, head) for v.
+    """
+    return torch.ops.draftattn.quantize_fp8.default(q, k, v)
+
+
+def sparse_attn_fp8(q8, k8, v_t8, kv_indices, kv_counts, q_descale, k_descale, v_descale, block_lens=None,
+                    scale=None):
+    """sparse_attn on e4m3 inputs from quantize_fp8 (or the same format); bf16 out, fp32 lse."""
+    return torch.ops.draftattn.sparse_attn_fp8.default(q8, k8, v_t8, kv_indices, kv_counts, q_descale, k_descale,
+                                                       v_descale, block_lens, scale)
+
+
 def mean_pool(x, layout):
     """fp32 (batch, heads, num_regions, head_dim): per-region means of x given in model order."""
     return torch.ops.draftattn.mean_pool.default(x, *layout.op_args)

@@ -62,6 +62,9 @@ struct WarpListCursor {
     }
     return __shfl_sync(0xffffffff, current, j & 31);
   }
+
+  // For maps that return a float's bits.
+  __device__ __forceinline__ float at_float(int j) { return __int_as_float(at(j)); }
 };
 
 }  // namespace draftattn::sm90

@@ -1,6 +1,7 @@
 // Picks the attention instantiation for a dtype and head dim. setup.py defines
 // DRAFTATTN_HAS_<DTYPE>_HD<DIM>=1 for each instantiation it compiled.
 #include <cutlass/bfloat16.h>
+#include <cutlass/float8.h>
 #include <cutlass/half.h>
 
 #include "draftattn/sparse_attn.h"
@@ -16,6 +17,12 @@
 #endif
 #ifndef DRAFTATTN_HAS_FP16_HD128
 #define DRAFTATTN_HAS_FP16_HD128 0
+#endif
+#ifndef DRAFTATTN_HAS_FP8_HD64
+#define DRAFTATTN_HAS_FP8_HD64 0
+#endif
+#ifndef DRAFTATTN_HAS_FP8_HD128
+#define DRAFTATTN_HAS_FP8_HD128 0
 #endif
 
 namespace draftattn {
@@ -36,24 +43,32 @@ cudaError_t launch_if_compiled(const SparseAttnParams& params, cudaStream_t stre
 }  // namespace
 
 bool sparse_attn_sm90_available(DType dtype, int head_dim) {
-  if (dtype == DType::kBFloat16) {
-    return (head_dim == 64 && DRAFTATTN_HAS_BF16_HD64) || (head_dim == 128 && DRAFTATTN_HAS_BF16_HD128);
+  switch (dtype) {
+    case DType::kBFloat16:
+      return (head_dim == 64 && DRAFTATTN_HAS_BF16_HD64) || (head_dim == 128 && DRAFTATTN_HAS_BF16_HD128);
+    case DType::kFloat16:
+      return (head_dim == 64 && DRAFTATTN_HAS_FP16_HD64) || (head_dim == 128 && DRAFTATTN_HAS_FP16_HD128);
+    case DType::kFloat8E4M3:
+      return (head_dim == 64 && DRAFTATTN_HAS_FP8_HD64) || (head_dim == 128 && DRAFTATTN_HAS_FP8_HD128);
   }
-  return (head_dim == 64 && DRAFTATTN_HAS_FP16_HD64) || (head_dim == 128 && DRAFTATTN_HAS_FP16_HD128);
+  return false;
 }
 
 cudaError_t sparse_attn_sm90(const SparseAttnParams& params, DType dtype, cudaStream_t stream) {
-  const bool bf16 = dtype == DType::kBFloat16;
-  switch (params.head_dim) {
-    case 64:
-      return bf16 ? launch_if_compiled<DRAFTATTN_HAS_BF16_HD64, cutlass::bfloat16_t, 64>(params, stream)
-                  : launch_if_compiled<DRAFTATTN_HAS_FP16_HD64, cutlass::half_t, 64>(params, stream);
-    case 128:
-      return bf16 ? launch_if_compiled<DRAFTATTN_HAS_BF16_HD128, cutlass::bfloat16_t, 128>(params, stream)
+  const bool hd64 = params.head_dim == 64;
+  if (!hd64 && params.head_dim != 128) return cudaErrorNotSupported;
+  switch (dtype) {
+    case DType::kBFloat16:
+      return hd64 ? launch_if_compiled<DRAFTATTN_HAS_BF16_HD64, cutlass::bfloat16_t, 64>(params, stream)
+                  : launch_if_compiled<DRAFTATTN_HAS_BF16_HD128, cutlass::bfloat16_t, 128>(params, stream);
+    case DType::kFloat16:
+      return hd64 ? launch_if_compiled<DRAFTATTN_HAS_FP16_HD64, cutlass::half_t, 64>(params, stream)
                   : launch_if_compiled<DRAFTATTN_HAS_FP16_HD128, cutlass::half_t, 128>(params, stream);
-    default:
-      return cudaErrorNotSupported;
+    case DType::kFloat8E4M3:
+      return hd64 ? launch_if_compiled<DRAFTATTN_HAS_FP8_HD64, cutlass::float_e4m3_t, 64>(params, stream)
+                  : launch_if_compiled<DRAFTATTN_HAS_FP8_HD128, cutlass::float_e4m3_t, 128>(params, stream);
   }
+  return cudaErrorNotSupported;
 }
 
 }  // namespace draftattn

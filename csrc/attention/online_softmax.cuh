@@ -31,8 +31,10 @@ struct OnlineSoftmax {
   float row_max[kRows];  // in raw score units
   float row_sum[kRows];  // this thread's partial sum; quad-reduced in finalize()
   float scale_log2;
+  float offset_log2;  // probabilities come out scaled by 2^offset_log2 (fp8 P uses [0, 256])
 
-  __device__ __forceinline__ explicit OnlineSoftmax(float scale_log2_) : scale_log2(scale_log2_) {
+  __device__ __forceinline__ OnlineSoftmax(float scale_log2_, float offset_log2_)
+      : scale_log2(scale_log2_), offset_log2(offset_log2_) {
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       row_max[r] = -INFINITY;
@@ -53,8 +55,9 @@ struct OnlineSoftmax {
       for (int c = 0; c < size<1>(scores); ++c) block_max = fmaxf(block_max, scores(r, c));
       const float new_max = fmaxf(row_max[r], quad_max(block_max));
       // A row that has seen only masked columns keeps max -inf; subtract 0 then, not -inf.
-      const float shift = new_max == -INFINITY ? 0.f : new_max * scale_log2;
-      correction[r] = exp2f(row_max[r] * scale_log2 - shift);
+      const float scaled_max = new_max == -INFINITY ? 0.f : new_max * scale_log2;
+      correction[r] = exp2f(row_max[r] * scale_log2 - scaled_max);
+      const float shift = scaled_max - offset_log2;
       row_max[r] = new_max;
       float sum = row_sum[r] * correction[r];
 #pragma unroll
@@ -76,16 +79,17 @@ struct OnlineSoftmax {
     }
   }
 
-  // Normalises the output rows and returns each row's natural-log sum-exp
-  // (-inf for a row that attended to nothing, whose output becomes 0).
+  // Normalises the output rows (times out_scale, V's dequantisation factor) and returns
+  // each row's natural-log sum-exp (-inf for a row that attended to nothing, whose
+  // output becomes 0).
   template <class OutRC>
-  __device__ __forceinline__ void finalize(OutRC& out, float (&lse)[kRows]) {
+  __device__ __forceinline__ void finalize(OutRC& out, float (&lse)[kRows], float out_scale) {
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       const float total = quad_sum(row_sum[r]);
       const bool empty = !(total > 0.f);
-      const float inv = empty ? 0.f : 1.f / total;
-      lse[r] = empty ? -INFINITY : (row_max[r] * scale_log2 + log2f(total)) * 0.6931471805599453f;
+      const float inv = empty ? 0.f : out_scale / total;
+      lse[r] = empty ? -INFINITY : (row_max[r] * scale_log2 - offset_log2 + log2f(total)) * 0.6931471805599453f;
 #pragma unroll
       for (int c = 0; c < size<1>(out); ++c) out(r, c) *= inv;
     }

@@ -22,6 +22,7 @@
 #include "kernel_params.cuh"
 #include "kernel_traits.cuh"
 #include "online_softmax.cuh"
+#include "probability_operand.cuh"
 
 namespace draftattn::sm90 {
 using namespace cute;
@@ -85,12 +86,13 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
   const int lane = threadIdx.x % 32;
 
   Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});
-  Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutKV{});
-  Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutKV{});
+  Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutK{});
+  Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutV{});
   const auto gmem_shape = make_shape(p.tokens, Dim{}, p.heads, p.batch);
   Tensor mQ = p.tma_q.get_tma_tensor(gmem_shape);
   Tensor mK = p.tma_k.get_tma_tensor(gmem_shape);
-  Tensor mV = p.tma_v.get_tma_tensor(gmem_shape);
+  Tensor mV = p.tma_v.get_tma_tensor(
+      conditional_return<Traits::kFp8>(make_shape(Dim{}, p.num_blocks * Traits::kBlockN, p.heads, p.batch), gmem_shape));
 
   // A fresh "empty" barrier counts as released once, so the producer starts at phase 1.
   RingPosition<Traits::kStages> k_slot{0, 1}, v_slot{0, 1};
@@ -108,7 +110,14 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
 
     Tensor gQ = local_tile(mQ(_, _, tile.head, tile.batch), Shape<BlockM, Dim>{}, make_coord(tile.q_block, _0{}));
     Tensor gK = local_tile(mK(_, _, tile.head, tile.batch), Shape<BlockN, Dim>{}, make_coord(_, _0{}));
-    Tensor gV = local_tile(mV(_, _, tile.head, tile.batch), Shape<BlockN, Dim>{}, make_coord(_, _0{}));
+    // (tile rows, tile cols, kv block): V^T tiles for fp8 are (head_dim, token).
+    Tensor gV = [&] {
+      if constexpr (Traits::kFp8) {
+        return local_tile(mV(_, _, tile.head, tile.batch), Shape<Dim, BlockN>{}, make_coord(_0{}, _));
+      } else {
+        return local_tile(mV(_, _, tile.head, tile.batch), Shape<BlockN, Dim>{}, make_coord(_, _0{}));
+      }
+    }();
     auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
     const auto k_tiles = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
     const auto v_tiles = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
@@ -165,13 +174,14 @@ struct PingPong {
 template <class Traits>
 __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename Traits::SharedStorage& smem) {
   using Element = typename Traits::Element;
+  using OutElement = typename Traits::OutElement;
   using BlockM = typename Traits::BlockM;
   using BlockN = typename Traits::BlockN;
   using Dim = typename Traits::Dim;
   const int thread = threadIdx.x - 128;  // 0 .. kConsumerThreads-1
 
   Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});
-  Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutKV{});
+  Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutK{});
   Tensor sVt = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutVt{});
 
   typename Traits::MmaQK mma_qk;
@@ -190,13 +200,9 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   Tensor score_coords = make_tensor(tScS.data(), as_rows_cols(tScS.layout()));
   constexpr int kRows = decltype(size<0>(scores))::value;
 
-  // P reuses the score registers' order: for 16-bit inputs the accumulator layout of
-  // S equals the register A-operand layout of the PV GEMM, 16 key columns per k-block.
   static_assert(decltype(size<0>(tSrS))::value == 64 && decltype(size<1>(tSrS))::value == 1 &&
                 decltype(size<2>(tSrS))::value == 1);
-  Tensor tSrP = make_tensor<Element>(tSrS.layout());
-  Tensor tOrP = make_tensor(tSrP.data(), Layout<Shape<Shape<_2, _2, _2>, _1, _8>, Stride<Stride<_1, _2, _4>, _0, _8>>{});
-
+  Tensor tOrP = make_tensor<Element>(probability_operand_layout<Traits::kFp8>());
   auto issue_qk = [&](int stage) {
     mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
     warpgroup_fence_operand(tSrS);
@@ -216,11 +222,17 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     warpgroup_commit_batch();
   };
   auto probabilities_to_operand = [&] {
+    Tensor probs = make_tensor(tSrS.data(), scores_as_probability_operand<Traits::kFp8>());
 #pragma unroll
-    for (int e = 0; e < size(tSrS); ++e) tSrP(e) = static_cast<Element>(tSrS(e));
+    for (int e = 0; e < size(tOrP); ++e) tOrP(e) = static_cast<Element>(probs(e));
   };
-  // Columns past a partial kv block's valid rows take no part in the softmax.
-  auto mask_columns = [&](int kv_rows) {
+  // fp8 scores carry the q and k quantisation scales; columns past a partial kv block's
+  // valid rows take no part in the softmax.
+  auto prepare_scores = [&](int kv_rows, float descale) {
+    if constexpr (Traits::kFp8) {
+#pragma unroll
+      for (int e = 0; e < size(tSrS); ++e) tSrS(e) *= descale;
+    }
     if (kv_rows < Traits::kBlockN) {
 #pragma unroll
       for (int e = 0; e < size(tSrS); ++e) {
@@ -237,11 +249,18 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     const Tile tile = tile_at(p, t);
     const BlockList list = block_list_of(p, tile.batch, tile.head, tile.q_block);
     clear(tOrO);
-    OnlineSoftmax<kRows> softmax(p.scale_log2);
+    // fp8 probabilities are scaled into [0, 256] to use e4m3's range; the scale cancels.
+    OnlineSoftmax<kRows> softmax(p.scale_log2, Traits::kFp8 ? 8.f : 0.f);
+    const int64_t head_index = int64_t(tile.batch) * p.heads + tile.head;
+    const float q_descale = Traits::kFp8 ? p.q_descale[head_index * p.num_blocks + tile.q_block] : 1.f;
     float correction[kRows];
 
     if (list.count > 0) {
       WarpListCursor kv_rows_of(list, [&p](int entry) { return valid_rows(p, entry); });
+      const float* k_descales = Traits::kFp8 ? p.k_descale + head_index * p.num_blocks : nullptr;
+      WarpListCursor k_descale_of(list, [k_descales](int entry) {
+        return k_descales != nullptr ? __float_as_int(k_descales[entry]) : __float_as_int(1.f);
+      });
       if (turn.self == 1) turn.pass_turn();  // the first warpgroup goes first
       Barrier::wait(&smem.q_full, q_uses & 1);
 
@@ -253,12 +272,13 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       warpgroup_fence_operand(tSrS);
       Barrier::arrive(&smem.k_empty[k_slot.stage]);
       k_slot.advance();
-      mask_columns(kv_rows_of.at(0));
+      prepare_scores(kv_rows_of.at(0), q_descale * k_descale_of.at_float(0));
       softmax.update(scores, correction);
       probabilities_to_operand();
 
       for (int j = 1; j < list.count; ++j) {
         const int kv_rows = kv_rows_of.at(j);
+        const float k_descale = k_descale_of.at_float(j);
         Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
         Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
         turn.wait_turn();
@@ -270,7 +290,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         warpgroup_fence_operand(tSrS);
         Barrier::arrive(&smem.k_empty[k_slot.stage]);
         k_slot.advance();
-        mask_columns(kv_rows);
+        prepare_scores(kv_rows, q_descale * k_descale);
         softmax.update(scores, correction);
 
         warpgroup_wait<0>();
@@ -296,12 +316,12 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     }
 
     float lse[kRows];
-    softmax.finalize(out_rc, lse);
+    softmax.finalize(out_rc, lse, Traits::kFp8 ? p.v_descale[head_index] : 1.f);
 
     // Rows past the query block's valid rows are padding: they get 0 and lse -inf.
     const int q_rows = valid_rows(p, tile.q_block);
     const int row0 = tile.q_block * Traits::kBlockM;
-    Element* out = p.out + tile.batch * p.o_batch_stride + tile.head * p.o_head_stride;
+    OutElement* out = p.out + tile.batch * p.o_batch_stride + tile.head * p.o_head_stride;
     static_assert(decltype(size(tOrO))::value % 2 == 0);
 #pragma unroll
     for (int e = 0; e < size(tOrO); e += 2) {
@@ -309,13 +329,13 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       const int col = get<1>(tOcO(e));
       if (row0 + row >= p.tokens) continue;
       const bool valid = row < q_rows;
-      cutlass::Array<Element, 2> pair;
-      pair[0] = static_cast<Element>(valid ? tOrO(e) : 0.f);
-      pair[1] = static_cast<Element>(valid ? tOrO(e + 1) : 0.f);
-      *reinterpret_cast<cutlass::Array<Element, 2>*>(out + (row0 + row) * p.o_token_stride + col) = pair;
+      cutlass::Array<OutElement, 2> pair;
+      pair[0] = static_cast<OutElement>(valid ? tOrO(e) : 0.f);
+      pair[1] = static_cast<OutElement>(valid ? tOrO(e + 1) : 0.f);
+      *reinterpret_cast<cutlass::Array<OutElement, 2>*>(out + (row0 + row) * p.o_token_stride + col) = pair;
     }
     if (thread % 4 == 0) {
-      float* lse_row = p.lse + (int64_t(tile.batch) * p.heads + tile.head) * p.tokens + row0;
+      float* lse_row = p.lse + head_index * p.tokens + row0;
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
         const int row = get<0>(score_coords(r, 0));

@@ -13,26 +13,42 @@ namespace draftattn::sm90 {
 template <class Element, int HeadDim>
 cudaError_t launch_sparse_attn(const SparseAttnParams& a, cudaStream_t stream) {
   using Traits = AttentionTraits<Element, HeadDim>;
-  using Layout = typename Traits::GmemLayout;
-  auto gmem = [&](const void* ptr, int64_t batch_stride, int64_t token_stride, int64_t head_stride) {
-    return make_tensor(make_gmem_ptr(static_cast<const Element*>(ptr)),
-                       Layout(make_shape(a.tokens, typename Traits::Dim{}, a.heads, a.batch),
-                              make_stride(token_stride, _1{}, head_stride, batch_stride)));
-  };
-  using BlockM = typename Traits::BlockM;
   using Dim = typename Traits::Dim;
+  auto token_major = [&](const void* ptr, int64_t batch_stride, int64_t token_stride, int64_t head_stride) {
+    return make_tensor(make_gmem_ptr(static_cast<const Element*>(ptr)),
+                       typename Traits::GmemLayout(make_shape(a.tokens, Dim{}, a.heads, a.batch),
+                                                   make_stride(token_stride, _1{}, head_stride, batch_stride)));
+  };
+  // fp8 V^T spans whole blocks: its key order permutes tokens inside groups of 32, so a
+  // tail cut at `tokens` could drop valid keys.
+  auto v_tensor = [&] {
+    if constexpr (Traits::kFp8) {
+      return make_tensor(make_gmem_ptr(static_cast<const Element*>(a.v)),
+                         typename Traits::GmemLayoutVt(make_shape(Dim{}, a.num_blocks * Traits::kBlockN, a.heads, a.batch),
+                                                       make_stride(a.v_dim_stride, _1{}, a.v_head_stride, a.v_batch_stride)));
+    } else {
+      return token_major(a.v, a.v_batch_stride, a.v_token_stride, a.v_head_stride);
+    }
+  };
+  auto v_box = [] {
+    if constexpr (Traits::kFp8) {
+      return Shape<Dim, typename Traits::BlockN>{};
+    } else {
+      return Shape<typename Traits::BlockN, Dim>{};
+    }
+  };
 
   KernelParams<Traits> p{
-      make_tma_copy(SM90_TMA_LOAD{}, gmem(a.q, a.q_batch_stride, a.q_token_stride, a.q_head_stride),
-                    typename Traits::SmemLayoutQ{}, Shape<BlockM, Dim>{}, _1{}),
-      make_tma_copy(SM90_TMA_LOAD{}, gmem(a.k, a.k_batch_stride, a.k_token_stride, a.k_head_stride),
-                    take<0, 2>(typename Traits::SmemLayoutKV{}), Shape<BlockM, Dim>{}, _1{}),
-      make_tma_copy(SM90_TMA_LOAD{}, gmem(a.v, a.v_batch_stride, a.v_token_stride, a.v_head_stride),
-                    take<0, 2>(typename Traits::SmemLayoutKV{}), Shape<BlockM, Dim>{}, _1{}),
-      static_cast<Element*>(a.out), a.o_batch_stride, a.o_token_stride, a.o_head_stride, a.lse,
+      make_tma_copy(SM90_TMA_LOAD{}, token_major(a.q, a.q_batch_stride, a.q_token_stride, a.q_head_stride),
+                    typename Traits::SmemLayoutQ{}, Shape<typename Traits::BlockM, Dim>{}, _1{}),
+      make_tma_copy(SM90_TMA_LOAD{}, token_major(a.k, a.k_batch_stride, a.k_token_stride, a.k_head_stride),
+                    take<0, 2>(typename Traits::SmemLayoutK{}), Shape<typename Traits::BlockN, Dim>{}, _1{}),
+      make_tma_copy(SM90_TMA_LOAD{}, v_tensor(), take<0, 2>(typename Traits::SmemLayoutV{}), v_box(), _1{}),
+      static_cast<typename Traits::OutElement*>(a.out), a.o_batch_stride, a.o_token_stride, a.o_head_stride, a.lse,
       a.kv_indices, a.kv_counts, a.block_lens,
       a.idx_batch_stride, a.idx_head_stride, a.idx_block_stride,
       a.cnt_batch_stride, a.cnt_head_stride, a.max_blocks,
+      a.q_descale, a.k_descale, a.v_descale,
       a.batch, a.tokens, a.heads, a.num_blocks, a.num_blocks * a.heads * a.batch, a.tile_counter,
       a.scale * 1.4426950408889634f,
   };

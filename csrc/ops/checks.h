@@ -75,6 +75,27 @@ inline void check_int32_on(const at::Tensor& t, const char* name, const at::Tens
               t.device());
 }
 
+// Shapes and types of the block lists of a sparse_attn call (no data reads).
+inline void check_block_lists(const at::Tensor& kv_indices, const at::Tensor& kv_counts,
+                              const std::optional<at::Tensor>& block_lens, const at::Tensor& q, int64_t batch,
+                              int64_t heads, int64_t num_blocks) {
+  check_int32_on(kv_indices, "kv_indices", q);
+  TORCH_CHECK(kv_indices.dim() == 4 && kv_indices.size(0) == batch && kv_indices.size(1) == heads &&
+                  kv_indices.size(2) == num_blocks,
+              "kv_indices must have shape (batch, heads, num_blocks, max_blocks) = (", batch, ", ", heads, ", ",
+              num_blocks, ", max_blocks), got ", kv_indices.sizes());
+  check_int32_on(kv_counts, "kv_counts", q);
+  TORCH_CHECK(kv_counts.dim() == 3 && kv_counts.size(0) == batch && kv_counts.size(1) == heads &&
+                  kv_counts.size(2) == num_blocks,
+              "kv_counts must have shape (batch, heads, num_blocks) = (", batch, ", ", heads, ", ", num_blocks,
+              "), got ", kv_counts.sizes());
+  if (block_lens.has_value()) {
+    check_int32_on(*block_lens, "block_lens", q);
+    TORCH_CHECK(block_lens->dim() == 1 && block_lens->size(0) == num_blocks,
+                "block_lens must have shape (num_blocks,) = (", num_blocks, ",), got ", block_lens->sizes());
+  }
+}
+
 // Metadata checks of sparse_attn (no data reads). Returns num_blocks = ceil(tokens / 128).
 inline int64_t check_sparse_attn_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                         const at::Tensor& kv_indices, const at::Tensor& kv_counts,
@@ -96,21 +117,45 @@ inline int64_t check_sparse_attn_inputs(const at::Tensor& q, const at::Tensor& k
   const int64_t batch = q.size(0), tokens = q.size(1), heads = q.size(2);
   const int64_t num_blocks = (tokens + kBlockSize - 1) / kBlockSize;
 
-  check_int32_on(kv_indices, "kv_indices", q);
-  TORCH_CHECK(kv_indices.dim() == 4 && kv_indices.size(0) == batch && kv_indices.size(1) == heads &&
-                  kv_indices.size(2) == num_blocks,
-              "kv_indices must have shape (batch, heads, num_blocks, max_blocks) = (", batch, ", ", heads, ", ",
-              num_blocks, ", max_blocks), got ", kv_indices.sizes());
-  check_int32_on(kv_counts, "kv_counts", q);
-  TORCH_CHECK(kv_counts.dim() == 3 && kv_counts.size(0) == batch && kv_counts.size(1) == heads &&
-                  kv_counts.size(2) == num_blocks,
-              "kv_counts must have shape (batch, heads, num_blocks) = (", batch, ", ", heads, ", ", num_blocks,
-              "), got ", kv_counts.sizes());
-  if (block_lens.has_value()) {
-    check_int32_on(*block_lens, "block_lens", q);
-    TORCH_CHECK(block_lens->dim() == 1 && block_lens->size(0) == num_blocks,
-                "block_lens must have shape (num_blocks,) = (", num_blocks, ",), got ", block_lens->sizes());
+  check_block_lists(kv_indices, kv_counts, block_lens, q, batch, heads, num_blocks);
+  if (scale.has_value()) {
+    TORCH_CHECK(std::isfinite(*scale) && *scale > 0, "scale must be a finite positive number, got ", *scale);
   }
+  return num_blocks;
+}
+
+// Metadata checks of sparse_attn_fp8 (no data reads). Returns num_blocks.
+inline int64_t check_sparse_attn_fp8_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v_t,
+                                            const at::Tensor& kv_indices, const at::Tensor& kv_counts,
+                                            const at::Tensor& q_descale, const at::Tensor& k_descale,
+                                            const at::Tensor& v_descale, const std::optional<at::Tensor>& block_lens,
+                                            std::optional<double> scale) {
+  TORCH_CHECK(q.dim() == 4, "q must be 4-D (batch, tokens, heads, head_dim), got ", q.dim(), "-D");
+  TORCH_CHECK(q.scalar_type() == at::kFloat8_e4m3fn, "q must be float8_e4m3fn, got ", q.scalar_type());
+  check_same_device_and_dtype(q, "q", k, "k");
+  check_same_device_and_dtype(q, "q", v_t, "v_t");
+  TORCH_CHECK(k.sizes() == q.sizes(), "k must have the shape of q ", q.sizes(), ", got ", k.sizes());
+  const int64_t batch = q.size(0), tokens = q.size(1), heads = q.size(2), head_dim = q.size(3);
+  TORCH_CHECK(head_dim == 64 || head_dim == 128, "head_dim (last dim of q, k) must be 64 or 128, got ", head_dim);
+  TORCH_CHECK(tokens >= 1, "q must have at least one token");
+  TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1, "q and k must be contiguous in the last dim (head_dim)");
+  const int64_t num_blocks = (tokens + kBlockSize - 1) / kBlockSize;
+  TORCH_CHECK(v_t.dim() == 4 && v_t.size(0) == batch && v_t.size(1) == heads && v_t.size(2) == head_dim &&
+                  v_t.size(3) == num_blocks * kBlockSize,
+              "v_t must have shape (batch, heads, head_dim, num_blocks*128) = (", batch, ", ", heads, ", ", head_dim,
+              ", ", num_blocks * kBlockSize, ") in the fp8 key order (quantize_fp8 writes it), got ", v_t.sizes());
+  TORCH_CHECK(v_t.stride(3) == 1, "v_t must be contiguous in its last (token) dim");
+  const auto check_factors = [&](const at::Tensor& t, const char* name, at::IntArrayRef shape) {
+    TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32, got ", t.scalar_type());
+    TORCH_CHECK(t.device() == q.device(), name, " must be on the same device as q (", q.device(), "), got ",
+                t.device());
+    TORCH_CHECK(t.sizes() == shape && t.is_contiguous(), name, " must be a contiguous tensor of shape ", shape,
+                ", got ", t.sizes());
+  };
+  check_factors(q_descale, "q_descale", {batch, heads, num_blocks});
+  check_factors(k_descale, "k_descale", {batch, heads, num_blocks});
+  check_factors(v_descale, "v_descale", {batch, heads});
+  check_block_lists(kv_indices, kv_counts, block_lens, q, batch, heads, num_blocks);
   if (scale.has_value()) {
     TORCH_CHECK(std::isfinite(*scale) && *scale > 0, "scale must be a finite positive number, got ", *scale);
   }

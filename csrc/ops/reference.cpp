@@ -115,15 +115,15 @@ at::Tensor keep_top_p(const at::Tensor& probs, double top_p) {
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> sparse_attn(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                               const at::Tensor& kv_indices, const at::Tensor& kv_counts,
-                                               const std::optional<at::Tensor>& block_lens,
-                                               std::optional<double> scale) {
-  const int64_t num_blocks = checks::check_sparse_attn_inputs(q, k, v, kv_indices, kv_counts, block_lens, scale);
-  const int64_t batch = q.size(0), tokens = q.size(1), heads = q.size(2), head_dim = q.size(3);
-  if (q.is_cpu()) checks::check_block_list_values(kv_indices, kv_counts, block_lens, tokens);
-  const double softmax_scale = scale.value_or(1.0 / std::sqrt(static_cast<double>(head_dim)));
+namespace {
 
+// fp32 attention over block lists: q, k, v (batch, tokens, heads, head_dim), any float type.
+std::tuple<at::Tensor, at::Tensor> attention_over_lists(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                        const at::Tensor& kv_indices, const at::Tensor& kv_counts,
+                                                        const std::optional<at::Tensor>& block_lens,
+                                                        double softmax_scale) {
+  const int64_t batch = q.size(0), tokens = q.size(1), heads = q.size(2), head_dim = q.size(3);
+  const int64_t num_blocks = kv_counts.size(2);
   const auto token_block = at::arange(tokens, q.options().dtype(at::kLong)).div(kBlockSize, "floor");
   const auto token_valid = valid_token_mask(block_lens, tokens, token_block);
   const auto block_mask = listed_block_mask(kv_indices, kv_counts, num_blocks).view({batch * heads, num_blocks, num_blocks});
@@ -150,8 +150,88 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn(const at::Tensor& q, const at::Te
     out.narrow(1, start, rows).copy_(at::bmm(probs, vf));
     lse.narrow(1, start, rows).copy_(row_lse);
   }
-  return {out.view({batch, heads, tokens, head_dim}).permute({0, 2, 1, 3}).to(q.scalar_type()).contiguous(),
-          lse.view({batch, heads, tokens})};
+  return {out.view({batch, heads, tokens, head_dim}).permute({0, 2, 1, 3}), lse.view({batch, heads, tokens})};
+}
+
+// Per-(batch, head, block) factors -> per-token factors shaped (batch, tokens, heads, 1).
+at::Tensor per_token(const at::Tensor& block_factors, int64_t tokens) {
+  return block_factors.permute({0, 2, 1}).repeat_interleave(kBlockSize, 1).narrow(1, 0, tokens).unsqueeze(-1);
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> sparse_attn(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                               const at::Tensor& kv_indices, const at::Tensor& kv_counts,
+                                               const std::optional<at::Tensor>& block_lens,
+                                               std::optional<double> scale) {
+  checks::check_sparse_attn_inputs(q, k, v, kv_indices, kv_counts, block_lens, scale);
+  if (q.is_cpu()) checks::check_block_list_values(kv_indices, kv_counts, block_lens, q.size(1));
+  const double softmax_scale = scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
+  auto [out, lse] = attention_over_lists(q, k, v, kv_indices, kv_counts, block_lens, softmax_scale);
+  return {out.to(q.scalar_type()).contiguous(), lse};
+}
+
+std::tuple<at::Tensor, at::Tensor> sparse_attn_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v_t,
+                                                   const at::Tensor& kv_indices, const at::Tensor& kv_counts,
+                                                   const at::Tensor& q_descale, const at::Tensor& k_descale,
+                                                   const at::Tensor& v_descale,
+                                                   const std::optional<at::Tensor>& block_lens,
+                                                   std::optional<double> scale) {
+  checks::check_sparse_attn_fp8_inputs(q, k, v_t, kv_indices, kv_counts, q_descale, k_descale, v_descale, block_lens,
+                                       scale);
+  const int64_t tokens = q.size(1);
+  if (q.is_cpu()) checks::check_block_list_values(kv_indices, kv_counts, block_lens, tokens);
+  const double softmax_scale = scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
+  const auto qf = q.to(at::kFloat) * per_token(q_descale, tokens);
+  const auto kf = k.to(at::kFloat) * per_token(k_descale, tokens);
+  // Undo the fp8 key order of V^T, then back to (batch, tokens, heads, head_dim).
+  const auto stored_at = fp8_key_order(v_t.size(3), v_t.device()).argsort();
+  const auto vf = v_t.to(at::kFloat).index_select(3, stored_at).permute({0, 3, 1, 2}).narrow(1, 0, tokens) *
+                  v_descale.unsqueeze(1).unsqueeze(-1);
+  auto [out, lse] = attention_over_lists(qf, kf, vf, kv_indices, kv_counts, block_lens, softmax_scale);
+  return {out.to(at::kBFloat16).contiguous(), lse};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> quantize_fp8(const at::Tensor& q,
+                                                                                               const at::Tensor& k,
+                                                                                               const at::Tensor& v) {
+  TORCH_CHECK(q.dim() == 4, "q must be 4-D (batch, tokens, heads, head_dim), got ", q.dim(), "-D");
+  const auto dtype = q.scalar_type();
+  TORCH_CHECK(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat,
+              "q must be float16, bfloat16 or float32, got ", dtype);
+  checks::check_same_device_and_dtype(q, "q", k, "k");
+  checks::check_same_device_and_dtype(q, "q", v, "v");
+  TORCH_CHECK(k.sizes() == q.sizes() && v.sizes() == q.sizes(), "k and v must have the shape of q ", q.sizes());
+  TORCH_CHECK(q.size(3) == 64 || q.size(3) == 128, "head_dim must be 64 or 128, got ", q.size(3));
+  const int64_t batch = q.size(0), tokens = q.size(1), heads = q.size(2), head_dim = q.size(3);
+  const int64_t num_blocks = (tokens + kBlockSize - 1) / kBlockSize, padded = num_blocks * kBlockSize;
+  constexpr double kE4M3Max = 448.0;
+  // Factor that maps |x| max to e4m3's largest value; all-zero groups keep factor 1.
+  const auto descale_of = [&](const at::Tensor& amax) { return at::where(amax > 0, amax / kE4M3Max, 1.0); };
+  const auto pad_tokens = [&](const at::Tensor& x) {
+    return at::constant_pad_nd(x.to(at::kFloat), {0, 0, 0, 0, 0, padded - tokens});
+  };
+  const auto per_block = [&](const at::Tensor& x) {
+    const auto amax = pad_tokens(x).view({batch, num_blocks, kBlockSize, heads, head_dim}).abs().amax({2, 4});
+    const auto descale = descale_of(amax).permute({0, 2, 1}).contiguous();  // (batch, heads, blocks)
+    return std::make_tuple((x.to(at::kFloat) / per_token(descale, tokens)).to(at::kFloat8_e4m3fn), descale);
+  };
+  auto [q8, q_descale] = per_block(q);
+  auto [k8, k_descale] = per_block(k);
+  const auto v_descale = descale_of(v.to(at::kFloat).abs().amax({1, 3})).contiguous();  // (batch, heads)
+  const auto v_t = (pad_tokens(v) / v_descale.view({batch, 1, heads, 1}))
+                       .permute({0, 2, 3, 1})
+                       .index_select(3, fp8_key_order(padded, v.device()))
+                       .to(at::kFloat8_e4m3fn)
+                       .contiguous();
+  return {q8, k8, v_t, q_descale, k_descale, v_descale};
+}
+
+at::Tensor fp8_key_order(int64_t tokens, c10::Device device) {
+  TORCH_CHECK(tokens % 32 == 0, "the fp8 key order works on whole groups of 32 tokens, got ", tokens);
+  const auto k = at::arange(tokens, at::TensorOptions().dtype(at::kLong).device(device));
+  const auto in_half = k.remainder(16), in_quad = k.remainder(4);
+  return k - in_half + in_half.div(4, "floor") * 2 + in_quad.remainder(2) + in_quad.div(2, "floor") * 8;
 }
 
 at::Tensor to_regions(const at::Tensor& x, int64_t frames, int64_t height, int64_t width, int64_t region_h,
@@ -236,6 +316,8 @@ std::tuple<at::Tensor, at::Tensor> draft_select(const at::Tensor& q_pooled, cons
 namespace {
 void register_reference_kernels(torch::Library& m) {
   m.impl("sparse_attn", &sparse_attn);
+  m.impl("sparse_attn_fp8", &sparse_attn_fp8);
+  m.impl("quantize_fp8", &quantize_fp8);
   m.impl("mean_pool", &mean_pool);
   m.impl("draft_select", &draft_select);
   m.impl("to_regions", &to_regions);

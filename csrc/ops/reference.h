@@ -15,6 +15,25 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn(const at::Tensor& q, const at::Te
                                                const std::optional<at::Tensor>& block_lens,
                                                std::optional<double> scale);
 
+std::tuple<at::Tensor, at::Tensor> sparse_attn_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v_t,
+                                                   const at::Tensor& kv_indices, const at::Tensor& kv_counts,
+                                                   const at::Tensor& q_descale, const at::Tensor& k_descale,
+                                                   const at::Tensor& v_descale,
+                                                   const std::optional<at::Tensor>& block_lens,
+                                                   std::optional<double> scale);
+
+// q, k, v (batch, tokens, heads, head_dim) in region-major order -> e4m3 q, k (same
+// layout), e4m3 V^T (batch, heads, head_dim, num_blocks*128) in the fp8 key order, and
+// fp32 dequantisation factors: q, k per (batch, head, block), v per (batch, head).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> quantize_fp8(const at::Tensor& q,
+                                                                                               const at::Tensor& k,
+                                                                                               const at::Tensor& v);
+
+// Position p of an fp8 V^T holds token fp8_key_order(tokens)[p]: inside each group of 32
+// the order that lets the kernel feed P to the fp8 GEMM without moving data between
+// threads (csrc/attention/probability_operand.cuh).
+at::Tensor fp8_key_order(int64_t tokens, c10::Device device);
+
 at::Tensor mean_pool(const at::Tensor& x, int64_t frames, int64_t height, int64_t width, int64_t region_h,
                      int64_t region_w, int64_t text_len, bool text_first);
 

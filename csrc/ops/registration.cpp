@@ -9,6 +9,12 @@ TORCH_LIBRARY(draftattn, m) {
       "sparse_attn(Tensor q, Tensor k, Tensor v, Tensor kv_indices, Tensor kv_counts, "
       "Tensor? block_lens=None, float? scale=None) -> (Tensor out, Tensor lse)");
   m.def(
+      "sparse_attn_fp8(Tensor q, Tensor k, Tensor v_t, Tensor kv_indices, Tensor kv_counts, Tensor q_descale, "
+      "Tensor k_descale, Tensor v_descale, Tensor? block_lens=None, float? scale=None) -> (Tensor out, Tensor lse)");
+  m.def(
+      "quantize_fp8(Tensor q, Tensor k, Tensor v) -> (Tensor q_fp8, Tensor k_fp8, Tensor v_t_fp8, Tensor q_descale, "
+      "Tensor k_descale, Tensor v_descale)");
+  m.def(
       "mean_pool(Tensor x, int frames, int height, int width, int region_h=8, int region_w=16, "
       "int text_len=0, bool text_first=False) -> Tensor");
   m.def(

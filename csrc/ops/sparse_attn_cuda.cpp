@@ -44,41 +44,36 @@ bool tma_compatible(const at::Tensor& t) {
 
 at::Tensor tma_ready(const at::Tensor& t) { return tma_compatible(t) ? t : t.contiguous(); }
 
-std::tuple<at::Tensor, at::Tensor> sparse_attn_cuda(const at::Tensor& q_in, const at::Tensor& k_in,
-                                                    const at::Tensor& v_in, const at::Tensor& kv_indices_in,
-                                                    const at::Tensor& kv_counts_in,
-                                                    const std::optional<at::Tensor>& block_lens_in,
-                                                    std::optional<double> scale) {
-  const int64_t num_blocks =
-      checks::check_sparse_attn_inputs(q_in, k_in, v_in, kv_indices_in, kv_counts_in, block_lens_in, scale);
-  const DType dtype = q_in.scalar_type() == at::kBFloat16 ? DType::kBFloat16 : DType::kFloat16;
-  const int64_t batch = q_in.size(0), tokens = q_in.size(1), heads = q_in.size(2), head_dim = q_in.size(3);
-  const c10::cuda::CUDAGuard guard(q_in.device());
-  const DeviceFacts& facts = device_facts(q_in.device().index());
-  if (!facts.sm90 || !sparse_attn_sm90_available(dtype, head_dim) ||
-      num_blocks * heads * batch > std::numeric_limits<int32_t>::max()) {
-    return reference::sparse_attn(q_in, k_in, v_in, kv_indices_in, kv_counts_in, block_lens_in, scale);
-  }
+bool kernel_applies(const DeviceFacts& facts, DType dtype, const at::Tensor& q, int64_t num_blocks) {
+  return facts.sm90 && sparse_attn_sm90_available(dtype, q.size(3)) &&
+         num_blocks * q.size(2) * q.size(0) <= std::numeric_limits<int32_t>::max();
+}
 
-  const at::Tensor q = tma_ready(q_in), k = tma_ready(k_in), v = tma_ready(v_in);
+// Launches the kernel with everything but V (and the fp8 scales) filled from the
+// arguments; `finish` sets those. Returns (out, lse).
+template <class Finish>
+std::tuple<at::Tensor, at::Tensor> launch(const at::Tensor& q, const at::Tensor& k, const at::Tensor& kv_indices_in,
+                                          const at::Tensor& kv_counts_in,
+                                          const std::optional<at::Tensor>& block_lens_in, std::optional<double> scale,
+                                          int64_t num_blocks, const DeviceFacts& facts, DType dtype,
+                                          at::ScalarType out_dtype, Finish&& finish) {
+  const int64_t batch = q.size(0), tokens = q.size(1), heads = q.size(2), head_dim = q.size(3);
   const at::Tensor kv_indices = kv_indices_in.stride(3) == 1 ? kv_indices_in : kv_indices_in.contiguous();
   const at::Tensor kv_counts = kv_counts_in.stride(2) == 1 ? kv_counts_in : kv_counts_in.contiguous();
   std::optional<at::Tensor> block_lens;
   if (block_lens_in.has_value()) block_lens = block_lens_in->contiguous();
 
-  at::Tensor out = at::empty(q.sizes(), q.options());
+  at::Tensor out = at::empty(q.sizes(), q.options().dtype(out_dtype));
   at::Tensor lse = at::empty({batch, heads, tokens}, q.options().dtype(at::kFloat));
   if (batch == 0 || heads == 0) return {out, lse};
 
   SparseAttnParams p{};
   p.q = q.data_ptr();
   p.k = k.data_ptr();
-  p.v = v.data_ptr();
   p.out = out.data_ptr();
   p.lse = lse.data_ptr<float>();
   p.q_batch_stride = q.stride(0), p.q_token_stride = q.stride(1), p.q_head_stride = q.stride(2);
   p.k_batch_stride = k.stride(0), p.k_token_stride = k.stride(1), p.k_head_stride = k.stride(2);
-  p.v_batch_stride = v.stride(0), p.v_token_stride = v.stride(1), p.v_head_stride = v.stride(2);
   p.o_batch_stride = out.stride(0), p.o_token_stride = out.stride(1), p.o_head_stride = out.stride(2);
   p.kv_indices = kv_indices.data_ptr<int32_t>();
   p.kv_counts = kv_counts.data_ptr<int32_t>();
@@ -96,13 +91,66 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_cuda(const at::Tensor& q_in, cons
   p.num_sms = facts.num_sms;
   at::Tensor tile_counter = at::zeros({1}, q.options().dtype(at::kInt));
   p.tile_counter = tile_counter.data_ptr<int32_t>();
+  finish(p);
 
   C10_CUDA_CHECK(sparse_attn_sm90(p, dtype, c10::cuda::getCurrentCUDAStream().stream()));
   return {out, lse};
 }
 
+std::tuple<at::Tensor, at::Tensor> sparse_attn_cuda(const at::Tensor& q_in, const at::Tensor& k_in,
+                                                    const at::Tensor& v_in, const at::Tensor& kv_indices,
+                                                    const at::Tensor& kv_counts,
+                                                    const std::optional<at::Tensor>& block_lens,
+                                                    std::optional<double> scale) {
+  const int64_t num_blocks =
+      checks::check_sparse_attn_inputs(q_in, k_in, v_in, kv_indices, kv_counts, block_lens, scale);
+  const DType dtype = q_in.scalar_type() == at::kBFloat16 ? DType::kBFloat16 : DType::kFloat16;
+  const c10::cuda::CUDAGuard guard(q_in.device());
+  const DeviceFacts& facts = device_facts(q_in.device().index());
+  if (!kernel_applies(facts, dtype, q_in, num_blocks)) {
+    return reference::sparse_attn(q_in, k_in, v_in, kv_indices, kv_counts, block_lens, scale);
+  }
+  const at::Tensor q = tma_ready(q_in), k = tma_ready(k_in), v = tma_ready(v_in);
+  return launch(q, k, kv_indices, kv_counts, block_lens, scale, num_blocks, facts, dtype, q.scalar_type(),
+                [&](SparseAttnParams& p) {
+                  p.v = v.data_ptr();
+                  p.v_batch_stride = v.stride(0), p.v_token_stride = v.stride(1), p.v_head_stride = v.stride(2);
+                });
+}
+
+std::tuple<at::Tensor, at::Tensor> sparse_attn_fp8_cuda(const at::Tensor& q_in, const at::Tensor& k_in,
+                                                        const at::Tensor& v_t_in, const at::Tensor& kv_indices,
+                                                        const at::Tensor& kv_counts, const at::Tensor& q_descale,
+                                                        const at::Tensor& k_descale, const at::Tensor& v_descale,
+                                                        const std::optional<at::Tensor>& block_lens,
+                                                        std::optional<double> scale) {
+  const int64_t num_blocks = checks::check_sparse_attn_fp8_inputs(q_in, k_in, v_t_in, kv_indices, kv_counts,
+                                                                  q_descale, k_descale, v_descale, block_lens, scale);
+  const c10::cuda::CUDAGuard guard(q_in.device());
+  const DeviceFacts& facts = device_facts(q_in.device().index());
+  if (!kernel_applies(facts, DType::kFloat8E4M3, q_in, num_blocks)) {
+    return reference::sparse_attn_fp8(q_in, k_in, v_t_in, kv_indices, kv_counts, q_descale, k_descale, v_descale,
+                                      block_lens, scale);
+  }
+  const at::Tensor q = tma_ready(q_in), k = tma_ready(k_in);
+  const at::Tensor v_t = tma_compatible(v_t_in) ? v_t_in : v_t_in.contiguous();
+  return launch(q, k, kv_indices, kv_counts, block_lens, scale, num_blocks, facts, DType::kFloat8E4M3,
+                at::kBFloat16, [&](SparseAttnParams& p) {
+                  p.v = v_t.data_ptr();
+                  p.v_batch_stride = v_t.stride(0), p.v_head_stride = v_t.stride(1), p.v_dim_stride = v_t.stride(2);
+                  p.q_descale = q_descale.data_ptr<float>();
+                  p.k_descale = k_descale.data_ptr<float>();
+                  p.v_descale = v_descale.data_ptr<float>();
+                });
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(draftattn, CUDA, m) { m.impl("sparse_attn", &sparse_attn_cuda); }
+TORCH_LIBRARY_IMPL(draftattn, CUDA, m) {
+  m.impl("sparse_attn", &sparse_attn_cuda);
+  m.impl("sparse_attn_fp8", &sparse_attn_fp8_cuda);
+  // ATen ops on the GPU until the quantisation is fused into the layout kernel.
+  m.impl("quantize_fp8", &reference::quantize_fp8);
+}
 
 }  // namespace draftattn

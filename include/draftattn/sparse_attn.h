@@ -5,12 +5,14 @@
 
 namespace draftattn {
 
-enum class DType { kFloat16, kBFloat16 };
+enum class DType { kFloat16, kBFloat16, kFloat8E4M3 };
 
-// All strides are in elements. Tensors follow docs/CONTRACT.md: q, k, v, out are
-// (batch, tokens, heads, head_dim) with a unit last stride; kv_indices is
-// (batch, heads, num_blocks, max_blocks); kv_counts is (batch, heads, num_blocks);
-// lse is (batch, heads, tokens) contiguous.
+// All strides are in elements. Tensors follow docs/CONTRACT.md: q, k, out are
+// (batch, tokens, heads, head_dim) with a unit last stride; v too for 16-bit inputs, while
+// fp8 inputs bring V^T, (batch, heads, head_dim, tokens) with a unit token stride and the
+// fp8 key order (docs/CONTRACT.md); kv_indices is (batch, heads, num_blocks, max_blocks);
+// kv_counts is (batch, heads, num_blocks); lse is (batch, heads, tokens) contiguous.
+// fp8 output is bf16.
 struct SparseAttnParams {
   const void* q;
   const void* k;
@@ -20,6 +22,7 @@ struct SparseAttnParams {
   int64_t q_batch_stride, q_token_stride, q_head_stride;
   int64_t k_batch_stride, k_token_stride, k_head_stride;
   int64_t v_batch_stride, v_token_stride, v_head_stride;
+  int64_t v_dim_stride;  // fp8 V^T only: stride between head_dim rows
   int64_t o_batch_stride, o_token_stride, o_head_stride;
 
   const int32_t* kv_indices;
@@ -28,6 +31,12 @@ struct SparseAttnParams {
   int64_t idx_batch_stride, idx_head_stride, idx_block_stride;
   int64_t cnt_batch_stride, cnt_head_stride;
   int max_blocks;
+
+  // fp8 only, contiguous fp32: q, k dequantisation factors per (batch, head, block) and
+  // v's per (batch, head).
+  const float* q_descale;
+  const float* k_descale;
+  const float* v_descale;
 
   int batch, tokens, heads, head_dim;
   int num_blocks;

@@ -1,0 +1,38 @@
+// Where the softmax probabilities P of one 64 x 128 warpgroup slice go as the register A
+// operand of O += P V, and which score register feeds each operand slot.
+//
+// A thread's score accumulator holds, for rows g and g+8 of its warp's 16 rows, the key
+// columns 2q, 2q+1 (+ 8 j), q = lane % 4. The 16-bit A operand wants the same columns per
+// 16-key k-block, so P is S in the same order. The 8-bit A operand wants keys 4q..4q+3 and
+// 16+4q..16+4q+3 of each 32-key k-block; instead of shuffling between threads, the fp8
+// V^T is stored with the keys of every 32-group permuted so that operand slot 4q+i meets
+// V row 2q + (i & 1) + 8 (i >> 1) (csrc/drafting or the fp8 quantisation pass writes it),
+// and each thread only reorders its own registers.
+#pragma once
+
+#include <cute/tensor.hpp>
+
+namespace draftattn::sm90 {
+using namespace cute;
+
+template <bool kFp8>
+__device__ __forceinline__ constexpr auto probability_operand_layout() {
+  if constexpr (kFp8) {
+    return Layout<Shape<Shape<_4, _2, _2>, _1, _4>>{};
+  } else {
+    return Layout<Shape<Shape<_2, _2, _2>, _1, _8>>{};
+  }
+}
+
+// Layout over the ((2, 2, 16), 1, 1) score registers that lists them in operand order.
+template <bool kFp8>
+__device__ __forceinline__ constexpr auto scores_as_probability_operand() {
+  if constexpr (kFp8) {
+    return Layout<Shape<Shape<Shape<_2, _2>, _2, _2>, _1, _4>,
+                  Stride<Stride<Stride<_1, _4>, _2, _8>, _0, _16>>{};
+  } else {
+    return Layout<Shape<Shape<_2, _2, _2>, _1, _8>, Stride<Stride<_1, _2, _4>, _0, _8>>{};
+  }
+}
+
+}  // namespace draftattn::sm90

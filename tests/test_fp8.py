@@ -1,0 +1,158 @@
+"""FP8 (e4m3) attention: the quantisation pass, the fp8 key order, the reference op, and on
+an sm_90 GPU the kernel against the fp32 reference. The accuracy bounds here are the ones
+documented in README.md."""
+import math
+
+import pytest
+import torch
+
+import draftattn_cuda as da
+from attention_math import BLOCK, dense_attention, random_block_lists, token_mask_from_lists
+
+E4M3_MAX = 448.0
+
+
+def key_order(tokens):
+    """Independent statement of docs/CONTRACT.md's fp8 key order: slot p of each group of 32
+    holds token 16*(p//16) + 2*((p%16)//4) + (p%4)%2 + 8*((p%4)//2)."""
+    p = torch.arange(tokens)
+    return 16 * (p // 16) + 2 * ((p % 16) // 4) + (p % 4) % 2 + 8 * ((p % 4) // 2)
+
+
+def dequantize(q8, k8, v_t8, q_descale, k_descale, v_descale, tokens):
+    per_token = lambda d: d.permute(0, 2, 1).repeat_interleave(BLOCK, 1)[:, :tokens, :, None]  # noqa: E731
+    q = q8.float() * per_token(q_descale)
+    k = k8.float() * per_token(k_descale)
+    v = torch.empty_like(v_t8, dtype=torch.float32)
+    v[..., key_order(v_t8.shape[-1])] = v_t8.float()
+    v = v.permute(0, 3, 1, 2)[:, :tokens] * v_descale[:, None, :, None]
+    return q, k, v
+
+
+@pytest.mark.parametrize("tokens,head_dim", [(256, 64), (300, 128)])
+def test_quantize_round_trip_and_key_order(rng, tokens, head_dim):
+    q, k, v = (torch.randn(2, tokens, 3, head_dim, generator=rng) * 3 for _ in range(3))
+    quantized = da.quantize_fp8(q, k, v)
+    q8, k8, v_t8, q_descale, k_descale, v_descale = quantized
+    blocks = math.ceil(tokens / BLOCK)
+    assert q8.dtype == k8.dtype == v_t8.dtype == torch.float8_e4m3fn
+    assert v_t8.shape == (2, 3, head_dim, blocks * BLOCK)
+    assert q_descale.shape == k_descale.shape == (2, 3, blocks) and v_descale.shape == (2, 3)
+    for original, restored, descale in zip((q, k, v), dequantize(*quantized, tokens),
+                                           (q_descale, k_descale, v_descale)):
+        # e4m3 keeps 3 mantissa bits: relative rounding <= 2^-4, plus the subnormal step.
+        step = descale.max() * 2.0**-9
+        assert ((restored - original).abs() <= original.abs() * 2.0**-4 + step).all()
+    # Each full block's largest |q| lands on e4m3's largest value.
+    full = tokens // BLOCK
+    block_max = q8[:, :full * BLOCK].float().abs().view(2, full, BLOCK, 3, head_dim).amax((2, 4))
+    assert (block_max == E4M3_MAX).all()
+
+
+def test_reference_op_is_attention_on_dequantized_inputs(rng):
+    tokens, heads, head_dim = 300, 2, 64
+    q, k, v = (torch.randn(1, tokens, heads, head_dim, generator=rng) for _ in range(3))
+    quantized = da.quantize_fp8(q, k, v)
+    nb = math.ceil(tokens / BLOCK)
+    kv_indices, kv_counts = random_block_lists(1, heads, nb, rng)
+    out, lse = da.sparse_attn_fp8(*quantized[:3], kv_indices, kv_counts, *quantized[3:])
+    qd, kd, vd = dequantize(*quantized, tokens)
+    mask = token_mask_from_lists(kv_indices, kv_counts, None, tokens)
+    ref_out, ref_lse = dense_attention(qd, kd, vd, mask)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref_out, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(lse, ref_lse, atol=1e-5, rtol=1e-5)
+
+
+def test_opcheck_fp8_ops(rng):
+    q, k, v = (torch.randn(1, 200, 2, 64, generator=rng) for _ in range(3))
+    torch.library.opcheck(torch.ops.draftattn.quantize_fp8.default, (q, k, v))
+    quantized = da.quantize_fp8(q, k, v)
+    kv_indices, kv_counts = random_block_lists(1, 2, 2, rng)
+    args = (*quantized[:3], kv_indices, kv_counts, *quantized[3:])
+    # opcheck's schema test compares fp8 tensors with arithmetic torch lacks for e4m3 on the
+    # CPU; the no-mutation half of it is checked by hand below.
+    torch.library.opcheck(torch.ops.draftattn.sparse_attn_fp8.default, args,
+                          test_utils=("test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic"))
+    before = [t.clone() for t in args]
+    torch.ops.draftattn.sparse_attn_fp8.default(*args)
+    assert all(torch.equal(a.view(torch.uint8) if a.dtype == torch.float8_e4m3fn else a,
+                           b.view(torch.uint8) if b.dtype == torch.float8_e4m3fn else b) for a, b in zip(args, before))
+
+
+def test_fp8_errors_name_the_argument(rng):
+    q, k, v = (torch.randn(1, 200, 2, 64, generator=rng) for _ in range(3))
+    q8, k8, v_t8, qd, kd, vd = da.quantize_fp8(q, k, v)
+    kv_indices, kv_counts = random_block_lists(1, 2, 2, rng)
+    with pytest.raises(RuntimeError, match="q must be float8_e4m3fn"):
+        da.sparse_attn_fp8(q.bfloat16(), k8, v_t8, kv_indices, kv_counts, qd, kd, vd)
+    with pytest.raises(RuntimeError, match="v_t must have shape"):
+        da.sparse_attn_fp8(q8, k8, v_t8[..., :128], kv_indices, kv_counts, qd, kd, vd)
+    with pytest.raises(RuntimeError, match="k_descale must be a contiguous tensor of shape"):
+        da.sparse_attn_fp8(q8, k8, v_t8, kv_indices, kv_counts, qd, kd[..., :1], vd)
+    with pytest.raises(RuntimeError, match="head_dim must be 64 or 128"):
+        da.quantize_fp8(*(torch.randn(1, 8, 1, 32) for _ in range(3)))
+
+
+def rel_l2(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def cosine(a, b):
+    return torch.nn.functional.cosine_similarity(a.float().flatten(), b.float().flatten(), dim=0).item()
+
+
+@pytest.mark.requires_cuda_build
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("inputs", ["random", "structured"])
+def test_kernel_accuracy_against_fp32(rng, head_dim, inputs):
+    """fp8 kernel vs exact fp32 attention under the same mask, next to the bf16 kernel."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the fp8 kernel needs sm_90")
+    tokens, heads = 1000, 2
+    if inputs == "random":
+        q, k, v = (torch.randn(1, tokens, heads, head_dim, generator=rng) for _ in range(3))
+    else:  # a few shared directions plus noise: peaked attention, as in video models
+        basis = torch.randn(8, head_dim, generator=rng)
+        mix = lambda: torch.randn(1, tokens, heads, 8, generator=rng).softmax(-1) @ basis * 4  # noqa: E731
+        q, k = mix() + 0.3 * torch.randn(1, tokens, heads, head_dim, generator=rng), mix()
+        v = torch.randn(1, tokens, heads, head_dim, generator=rng)
+    nb = math.ceil(tokens / BLOCK)
+    kv_indices, kv_counts = random_block_lists(1, heads, nb, rng, density=0.5)
+    mask = token_mask_from_lists(kv_indices, kv_counts, None, tokens)
+    ref, _ = dense_attention(q, k, v, mask)
+    cuda = lambda *ts: [t.cuda() for t in ts]  # noqa: E731
+    idx, cnt = cuda(kv_indices, kv_counts)
+    torch.cuda.empty_cache()
+    torch.full((1 << 24,), float("nan"), device="cuda")  # leave garbage behind for the outputs
+    out8, lse8 = da.sparse_attn_fp8(*cuda(*da.quantize_fp8(*cuda(q, k, v))[:3]), idx, cnt,
+                                    *da.quantize_fp8(*cuda(q, k, v))[3:])
+    out16, _ = da.sparse_attn(*cuda(q.bfloat16(), k.bfloat16(), v.bfloat16()), idx, cnt)
+    live = mask.any(-1).transpose(1, 2)  # (batch, tokens, heads): rows with keys
+    assert torch.isfinite(out8.float()).all()
+    assert (out8.cpu().float()[~live] == 0).all()
+    err8, err16 = rel_l2(out8.cpu()[live], ref[live]), rel_l2(out16.cpu()[live], ref[live])
+    cos8 = cosine(out8.cpu()[live], ref[live])
+    print(f"{inputs} d={head_dim}: fp8 rel L2 {err8:.2e} cos {cos8:.5f}; bf16 rel L2 {err16:.2e}")
+    assert err8 <= 0.05 and cos8 >= 0.998
+
+
+@pytest.mark.requires_cuda_build
+def test_kernel_matches_reference_op_on_partial_blocks(rng):
+    """Same fp8 inputs through the kernel and through the CPU reference op."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the fp8 kernel needs sm_90")
+    tokens, heads, head_dim = 700, 3, 128
+    q, k, v = (torch.randn(2, tokens, heads, head_dim, generator=rng) for _ in range(3))
+    quantized = da.quantize_fp8(q, k, v)
+    nb = math.ceil(tokens / BLOCK)
+    kv_indices, kv_counts = random_block_lists(2, heads, nb, rng)
+    block_lens = torch.randint(1, BLOCK + 1, (nb,), generator=rng, dtype=torch.int32)
+    block_lens[-1] = min(int(block_lens[-1]), tokens - (nb - 1) * BLOCK)
+    want, want_lse = da.sparse_attn_fp8(*quantized[:3], kv_indices, kv_counts, *quantized[3:], block_lens)
+    got, got_lse = da.sparse_attn_fp8(*(t.cuda() for t in quantized[:3]), kv_indices.cuda(), kv_counts.cuda(),
+                                      *(t.cuda() for t in quantized[3:]), block_lens.cuda())
+    finite = torch.isfinite(want_lse)
+    assert torch.equal(finite, torch.isfinite(got_lse.cpu()))
+    torch.testing.assert_close(got_lse.cpu()[finite], want_lse[finite], atol=2e-2, rtol=1e-2)
+    assert rel_l2(got.cpu(), want) <= 0.05
