@@ -28,13 +28,11 @@ __device__ __forceinline__ float quad_sum(float x) {
 
 template <int kRows>
 struct OnlineSoftmax {
-  float row_max[kRows];  // in raw score units
+  float row_max[kRows];  // in log2 units: max of score * scale_log2
   float row_sum[kRows];  // this thread's partial sum; quad-reduced in finalize()
-  float scale_log2;
-  float offset_log2;  // probabilities come out scaled by 2^offset_log2 (fp8 P uses [0, 256])
+  float offset_log2;     // probabilities come out scaled by 2^offset_log2 (fp8 P uses [0, 256])
 
-  __device__ __forceinline__ OnlineSoftmax(float scale_log2_, float offset_log2_)
-      : scale_log2(scale_log2_), offset_log2(offset_log2_) {
+  __device__ __forceinline__ explicit OnlineSoftmax(float offset_log2_) : offset_log2(offset_log2_) {
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       row_max[r] = -INFINITY;
@@ -42,22 +40,23 @@ struct OnlineSoftmax {
     }
   }
 
-  // Turns one step's scores into unnormalised probabilities in place. Returns, per row,
-  // the factor by which everything accumulated so far must shrink because the row
+  // Turns one step's scores into unnormalised probabilities in place; scale_log2 (> 0) is
+  // this step's softmax scale times log2(e), times the fp8 dequantisation factors. Returns,
+  // per row, the factor by which everything accumulated so far must shrink because the row
   // maximum grew; the caller applies it to the output once the previous PV GEMM is done.
   template <class ScoresRC>
-  __device__ __forceinline__ void update(ScoresRC& scores, float (&correction)[kRows]) {
+  __device__ __forceinline__ void update(ScoresRC& scores, float (&correction)[kRows], float scale_log2) {
     static_assert(decltype(size<0>(scores))::value == kRows);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       float block_max = -INFINITY;
 #pragma unroll
       for (int c = 0; c < size<1>(scores); ++c) block_max = fmaxf(block_max, scores(r, c));
-      const float new_max = fmaxf(row_max[r], quad_max(block_max));
+      const float new_max = fmaxf(row_max[r], quad_max(block_max) * scale_log2);
       // A row that has seen only masked columns keeps max -inf; subtract 0 then, not -inf.
-      const float scaled_max = new_max == -INFINITY ? 0.f : new_max * scale_log2;
-      correction[r] = exp2f(row_max[r] * scale_log2 - scaled_max);
-      const float shift = scaled_max - offset_log2;
+      const float finite_max = new_max == -INFINITY ? 0.f : new_max;
+      correction[r] = exp2f(row_max[r] - finite_max);
+      const float shift = finite_max - offset_log2;
       row_max[r] = new_max;
       float sum = row_sum[r] * correction[r];
 #pragma unroll
@@ -89,7 +88,7 @@ struct OnlineSoftmax {
       const float total = quad_sum(row_sum[r]);
       const bool empty = !(total > 0.f);
       const float inv = empty ? 0.f : out_scale / total;
-      lse[r] = empty ? -INFINITY : (row_max[r] * scale_log2 - offset_log2 + log2f(total)) * 0.6931471805599453f;
+      lse[r] = empty ? -INFINITY : (row_max[r] - offset_log2 + log2f(total)) * 0.6931471805599453f;
 #pragma unroll
       for (int c = 0; c < size<1>(out); ++c) out(r, c) *= inv;
     }

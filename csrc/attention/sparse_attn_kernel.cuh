@@ -226,13 +226,8 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
 #pragma unroll
     for (int e = 0; e < size(tOrP); ++e) tOrP(e) = static_cast<Element>(probs(e));
   };
-  // fp8 scores carry the q and k quantisation scales; columns past a partial kv block's
-  // valid rows take no part in the softmax.
-  auto prepare_scores = [&](int kv_rows, float descale) {
-    if constexpr (Traits::kFp8) {
-#pragma unroll
-      for (int e = 0; e < size(tSrS); ++e) tSrS(e) *= descale;
-    }
+  // Columns past a partial kv block's valid rows take no part in the softmax.
+  auto mask_columns = [&](int kv_rows) {
     if (kv_rows < Traits::kBlockN) {
 #pragma unroll
       for (int e = 0; e < size(tSrS); ++e) {
@@ -250,9 +245,11 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     const BlockList list = block_list_of(p, tile.batch, tile.head, tile.q_block);
     clear(tOrO);
     // fp8 probabilities are scaled into [0, 256] to use e4m3's range; the scale cancels.
-    OnlineSoftmax<kRows> softmax(p.scale_log2, Traits::kFp8 ? 8.f : 0.f);
+    OnlineSoftmax<kRows> softmax(Traits::kFp8 ? 8.f : 0.f);
     const int64_t head_index = int64_t(tile.batch) * p.heads + tile.head;
-    const float q_descale = Traits::kFp8 ? p.q_descale[head_index * p.num_blocks + tile.q_block] : 1.f;
+    // fp8 scores carry the q and k dequantisation factors: folded into each step's scale.
+    const float q_scale_log2 =
+        p.scale_log2 * (Traits::kFp8 ? p.q_descale[head_index * p.num_blocks + tile.q_block] : 1.f);
     float correction[kRows];
 
     if (list.count > 0) {
@@ -272,8 +269,8 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       warpgroup_fence_operand(tSrS);
       Barrier::arrive(&smem.k_empty[k_slot.stage]);
       k_slot.advance();
-      prepare_scores(kv_rows_of.at(0), q_descale * k_descale_of.at_float(0));
-      softmax.update(scores, correction);
+      mask_columns(kv_rows_of.at(0));
+      softmax.update(scores, correction, q_scale_log2 * k_descale_of.at_float(0));
       probabilities_to_operand();
 
       for (int j = 1; j < list.count; ++j) {
@@ -290,8 +287,8 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         warpgroup_fence_operand(tSrS);
         Barrier::arrive(&smem.k_empty[k_slot.stage]);
         k_slot.advance();
-        prepare_scores(kv_rows, q_descale * k_descale);
-        softmax.update(scores, correction);
+        mask_columns(kv_rows);
+        softmax.update(scores, correction, q_scale_log2 * k_descale);
 
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
