@@ -3,7 +3,7 @@
 # extension in place, show the kernels' resource usage and tensor-core instructions, run the
 # tests, run the benchmarks. Full logs go to $OUT; a short summary is printed last.
 #
-#   bench/gpu_check.sh                 everything
+#   bench/gpu_check.sh                 build, tests, benchmarks (add "sanitize" or "cpp" to STAGES for more)
 #   STAGES="build tests" bench/gpu_check.sh
 #   DRAFTATTN_ATTN_KERNELS=bf16_hd128 bench/gpu_check.sh   (faster development build)
 #   PYTEST_ARGS="-k model_shapes" BENCH_ARGS="--shape wan14b_720p" bench/gpu_check.sh
@@ -42,6 +42,12 @@ fi
 if [[ $STAGES == *tests* ]]; then
   python3 -m pytest -q -rs tests ${PYTEST_ARGS:-} 2>&1 | tee "$OUT/tests.log" | tail -40
   summary+=("tests: $(tail -1 "$OUT/tests.log")")
+fi
+
+if [[ $STAGES == *sanitize* ]]; then
+  # memcheck over one small bf16 and one fp8 call with partial blocks and empty rows.
+  compute-sanitizer --tool memcheck --error-exitcode 1 python3 bench/sanitize_case.py >"$OUT/sanitize.log" 2>&1
+  summary+=("compute-sanitizer memcheck: exit $? ($(grep -c 'Invalid' "$OUT/sanitize.log") invalid accesses)")
 fi
 
 if [[ $STAGES == *bench* ]]; then

@@ -19,6 +19,7 @@ import draftattn_cuda as da
 GPU_SHAPES = {  # batch, heads, tokens, head_dim
     "wan1.3b-480p": (1, 12, 32760, 128),
     "wan14b-720p": (1, 40, 75600, 128),
+    "hunyuan-720p": (1, 24, 119056, 128),
 }
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
