@@ -149,8 +149,6 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_fp8_cuda(const at::Tensor& q_in, 
 TORCH_LIBRARY_IMPL(draftattn, CUDA, m) {
   m.impl("sparse_attn", &sparse_attn_cuda);
   m.impl("sparse_attn_fp8", &sparse_attn_fp8_cuda);
-  // ATen ops on the GPU until the quantisation is fused into the layout kernel.
-  m.impl("quantize_fp8", &reference::quantize_fp8);
 }
 
 }  // namespace draftattn

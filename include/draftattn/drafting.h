@@ -105,4 +105,30 @@ constexpr int kMaxRowSelectRegions = 16384;
 
 cudaError_t draft_select(const DraftSelectArgs& args, cudaStream_t stream);
 
+// Inputs and outputs of quantize_fp8 (docs/CONTRACT.md); every output contiguous.
+struct QuantizeFp8Args {
+  TokenTensor q, k, v;     // (batch, tokens, heads, head_dim), fp16 or bf16
+  uint8_t* q_fp8;          // e4m3 (batch, tokens, heads, head_dim)
+  uint8_t* k_fp8;          // e4m3 (batch, tokens, heads, head_dim)
+  uint8_t* v_t_fp8;        // e4m3 (batch, heads, head_dim, num_blocks*128), fp8 key order
+  float* q_descale;        // (batch, heads, num_blocks)
+  float* k_descale;        // (batch, heads, num_blocks)
+  float* v_descale;        // (batch, heads)
+  uint32_t* v_amax;        // workspace (batch*heads): |v| maxima as float bits
+  int batch, tokens, heads, head_dim;
+  DType dtype;
+};
+
+// Whether the quantisation kernels take these sizes (others: use the reference). Grid:
+// (heads, num_blocks, batch x 3); y and z are limited to 65535. Empty inputs go to the
+// reference too, which defines their results (and errors).
+inline bool quantize_fp8_kernel_fits(int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim) {
+  const int64_t num_blocks = (tokens + kBlockSize - 1) / kBlockSize;
+  return (head_dim == 64 || head_dim == 128) && batch > 0 && heads > 0 && tokens > 0 &&
+         num_blocks <= 65535 && batch * 3 <= 65535;
+}
+
+// Bit-identical to reference::quantize_fp8; zeroes v_amax on the stream first.
+cudaError_t quantize_fp8(const QuantizeFp8Args& args, cudaStream_t stream);
+
 }  // namespace draftattn

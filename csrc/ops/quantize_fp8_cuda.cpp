@@ -1,0 +1,63 @@
+// CUDA implementation of draftattn::quantize_fp8 on the kernels of csrc/drafting/quantize_fp8.cu.
+// fp32 inputs, sizes the grid cannot hold and invalid arguments go to the ATen reference
+// (which also raises the errors). No host syncs: every output shape follows from q's.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "draftattn/drafting.h"
+#include "reference.h"
+
+namespace draftattn {
+namespace {
+
+bool kernel_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const auto dtype = q.scalar_type();
+  return q.dim() == 4 && (dtype == at::kHalf || dtype == at::kBFloat16) && k.scalar_type() == dtype &&
+         v.scalar_type() == dtype && k.device() == q.device() && v.device() == q.device() &&
+         k.sizes() == q.sizes() && v.sizes() == q.sizes() &&
+         quantize_fp8_kernel_fits(q.size(0), q.size(1), q.size(2), q.size(3));
+}
+
+at::Tensor unit_last_stride(const at::Tensor& x) { return x.stride(3) == 1 ? x : x.contiguous(); }
+
+TokenTensor token_tensor(const at::Tensor& x) { return {x.data_ptr(), x.stride(0), x.stride(1), x.stride(2)}; }
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> quantize_fp8_cuda(
+    const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in) {
+  if (!kernel_applies(q_in, k_in, v_in)) return reference::quantize_fp8(q_in, k_in, v_in);
+  const c10::cuda::CUDAGuard guard(q_in.device());
+  const at::Tensor q = unit_last_stride(q_in), k = unit_last_stride(k_in), v = unit_last_stride(v_in);
+  const int64_t batch = q.size(0), tokens = q.size(1), heads = q.size(2), head_dim = q.size(3);
+  const int64_t num_blocks = (tokens + kBlockSize - 1) / kBlockSize;
+  const auto e4m3 = q.options().dtype(at::kFloat8_e4m3fn);
+  const auto fp32 = q.options().dtype(at::kFloat);
+  at::Tensor q8 = at::empty(q.sizes(), e4m3), k8 = at::empty(q.sizes(), e4m3);
+  at::Tensor v_t = at::empty({batch, heads, head_dim, num_blocks * kBlockSize}, e4m3);
+  at::Tensor q_descale = at::empty({batch, heads, num_blocks}, fp32);
+  at::Tensor k_descale = at::empty({batch, heads, num_blocks}, fp32);
+  at::Tensor v_descale = at::empty({batch, heads}, fp32);
+  at::Tensor v_amax = at::empty({batch * heads}, q.options().dtype(at::kInt));
+
+  QuantizeFp8Args a{};
+  a.q = token_tensor(q), a.k = token_tensor(k), a.v = token_tensor(v);
+  a.q_fp8 = static_cast<uint8_t*>(q8.data_ptr());
+  a.k_fp8 = static_cast<uint8_t*>(k8.data_ptr());
+  a.v_t_fp8 = static_cast<uint8_t*>(v_t.data_ptr());
+  a.q_descale = q_descale.data_ptr<float>();
+  a.k_descale = k_descale.data_ptr<float>();
+  a.v_descale = v_descale.data_ptr<float>();
+  a.v_amax = reinterpret_cast<uint32_t*>(v_amax.data_ptr<int32_t>());
+  a.batch = int(batch), a.tokens = int(tokens), a.heads = int(heads), a.head_dim = int(head_dim);
+  a.dtype = q.scalar_type() == at::kBFloat16 ? DType::kBFloat16 : DType::kFloat16;
+  const cudaError_t err = quantize_fp8(a, c10::cuda::getCurrentCUDAStream(q.device().index()).stream());
+  TORCH_CHECK(err == cudaSuccess, "draftattn::quantize_fp8: CUDA kernel launch failed: ", cudaGetErrorString(err));
+  return {q8, k8, v_t, q_descale, k_descale, v_descale};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(draftattn, CUDA, m) { m.impl("quantize_fp8", &quantize_fp8_cuda); }
+
+}  // namespace draftattn
