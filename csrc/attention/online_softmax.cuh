@@ -69,8 +69,14 @@ struct OnlineSoftmax {
     }
   }
 
+  // Shrinks the output rows by this step's corrections. Once the row maxima settle most
+  // steps leave them all at 1, and the warp skips the multiplies.
   template <class OutRC>
   __device__ __forceinline__ static void rescale(OutRC& out, const float (&correction)[kRows]) {
+    bool moved = false;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) moved |= correction[r] != 1.f;
+    if (!__any_sync(0xffffffff, moved)) return;
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
 #pragma unroll

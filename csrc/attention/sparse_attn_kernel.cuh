@@ -17,6 +17,7 @@
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
 #include <cutlass/array.h>
+#include <cutlass/numeric_conversion.h>
 
 #include "block_list.cuh"
 #include "kernel_params.cuh"
@@ -221,10 +222,19 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     for (int kb = 0; kb < size<2>(tOrP); ++kb) gemm(mma_pv, tOrP(_, _, kb), tOrV(_, _, kb, stage), tOrO);
     warpgroup_commit_batch();
   };
+  // Converts four probabilities per instruction pair (one 32-bit operand register).
   auto probabilities_to_operand = [&] {
     Tensor probs = make_tensor(tSrS.data(), scores_as_probability_operand<Traits::kFp8>());
+    constexpr int kPerWord = 4 / sizeof(Element);
+    using Word = cutlass::Array<Element, kPerWord>;
+    Word* words = reinterpret_cast<Word*>(raw_pointer_cast(tOrP.data()));
 #pragma unroll
-    for (int e = 0; e < size(tOrP); ++e) tOrP(e) = static_cast<Element>(probs(e));
+    for (int w = 0; w < size(tOrP) / kPerWord; ++w) {
+      cutlass::Array<float, kPerWord> values;
+#pragma unroll
+      for (int i = 0; i < kPerWord; ++i) values[i] = probs(w * kPerWord + i);
+      words[w] = cutlass::NumericArrayConverter<Element, float, kPerWord>{}(values);
+    }
   };
   // Columns past a partial kv block's valid rows take no part in the softmax.
   auto mask_columns = [&](int kv_rows) {
