@@ -46,7 +46,7 @@ fi
 
 if [[ $STAGES == *sanitize* ]]; then
   # memcheck over one small bf16 and one fp8 call with partial blocks and empty rows.
-  compute-sanitizer --tool memcheck --error-exitcode 1 python3 bench/sanitize_case.py >"$OUT/sanitize.log" 2>&1
+  PYTHONPATH=. compute-sanitizer --tool memcheck --error-exitcode 1 python3 bench/sanitize_case.py >"$OUT/sanitize.log" 2>&1
   summary+=("compute-sanitizer memcheck: exit $? ($(grep -c 'Invalid' "$OUT/sanitize.log") invalid accesses)")
 fi
 

@@ -207,7 +207,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const int64_t num_blocks = (tokens + kBlockSize - 1) / kBlockSize, padded = num_blocks * kBlockSize;
   constexpr double kE4M3Max = 448.0;
   // Factor that maps |x| max to e4m3's largest value; all-zero groups keep factor 1.
-  const auto descale_of = [&](const at::Tensor& amax) { return at::where(amax > 0, amax / kE4M3Max, 1.0); };
+  // Tensor / tensor: a true fp32 division on every device (CUDA's tensor / scalar multiplies
+  // by the reciprocal, one ulp off), so CPU, ATen-on-GPU and the CUDA kernel agree bit for bit.
+  const auto descale_of = [&](const at::Tensor& amax) {
+    return at::where(amax > 0, amax / at::full_like(amax, kE4M3Max), 1.0);
+  };
   const auto pad_tokens = [&](const at::Tensor& x) {
     return at::constant_pad_nd(x.to(at::kFloat), {0, 0, 0, 0, 0, padded - tokens});
   };
