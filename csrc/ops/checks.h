@@ -69,6 +69,23 @@ inline void check_same_device_and_dtype(const at::Tensor& ref, const char* ref_n
               ref_name, " (", ref.scalar_type(), "), got ", other.scalar_type());
 }
 
+// Arguments of to_regions_and_pool: q, k, v of one shape and dtype in model order.
+inline VideoGeometry check_to_regions_and_pool_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                      int64_t frames, int64_t height, int64_t width,
+                                                      int64_t region_h, int64_t region_w, int64_t text_len,
+                                                      bool text_first) {
+  const auto g = check_video_geometry(frames, height, width, region_h, region_w, text_len, text_first);
+  const char* order = "model order: frames*height*width + text_len";
+  check_layout_activation(q, "q", g.tokens, order);
+  check_layout_activation(k, "k", g.tokens, order);
+  check_layout_activation(v, "v", g.tokens, order);
+  check_same_device_and_dtype(q, "q", k, "k");
+  check_same_device_and_dtype(q, "q", v, "v");
+  TORCH_CHECK(k.sizes() == q.sizes() && v.sizes() == q.sizes(), "k and v must have the shape of q ", q.sizes(),
+              ", got ", k.sizes(), " and ", v.sizes());
+  return g;
+}
+
 inline void check_int32_on(const at::Tensor& t, const char* name, const at::Tensor& q) {
   TORCH_CHECK(t.scalar_type() == at::kInt, name, " must be int32, got ", t.scalar_type());
   TORCH_CHECK(t.device() == q.device(), name, " must be on the same device as q (", q.device(), "), got ",

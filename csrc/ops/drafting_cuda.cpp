@@ -122,15 +122,8 @@ at::Tensor from_regions_cuda(const at::Tensor& x_in, int64_t frames, int64_t hei
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> to_regions_and_pool_cuda(
     const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in, int64_t frames, int64_t height,
     int64_t width, int64_t region_h, int64_t region_w, int64_t text_len, bool text_first) {
-  const auto g = checks::check_video_geometry(frames, height, width, region_h, region_w, text_len, text_first);
-  const char* order = "model order: frames*height*width + text_len";
-  checks::check_layout_activation(q_in, "q", g.tokens, order);
-  checks::check_layout_activation(k_in, "k", g.tokens, order);
-  checks::check_layout_activation(v_in, "v", g.tokens, order);
-  checks::check_same_device_and_dtype(q_in, "q", k_in, "k");
-  checks::check_same_device_and_dtype(q_in, "q", v_in, "v");
-  TORCH_CHECK(k_in.sizes() == q_in.sizes() && v_in.sizes() == q_in.sizes(), "k and v must have the shape of q ",
-              q_in.sizes(), ", got ", k_in.sizes(), " and ", v_in.sizes());
+  const auto g = checks::check_to_regions_and_pool_inputs(q_in, k_in, v_in, frames, height, width, region_h,
+                                                          region_w, text_len, text_first);
   if (!layout_kernel_fits(q_in, g, 3))
     return reference::to_regions_and_pool(q_in, k_in, v_in, frames, height, width, region_h, region_w, text_len,
                                           text_first);

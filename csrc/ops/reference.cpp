@@ -268,15 +268,8 @@ at::Tensor mean_pool(const at::Tensor& x, int64_t frames, int64_t height, int64_
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> to_regions_and_pool(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t frames, int64_t height, int64_t width,
     int64_t region_h, int64_t region_w, int64_t text_len, bool text_first) {
-  const auto g = checks::check_video_geometry(frames, height, width, region_h, region_w, text_len, text_first);
-  const char* order = "model order: frames*height*width + text_len";
-  checks::check_layout_activation(q, "q", g.tokens, order);
-  checks::check_layout_activation(k, "k", g.tokens, order);
-  checks::check_layout_activation(v, "v", g.tokens, order);
-  checks::check_same_device_and_dtype(q, "q", k, "k");
-  checks::check_same_device_and_dtype(q, "q", v, "v");
-  TORCH_CHECK(k.sizes() == q.sizes() && v.sizes() == q.sizes(), "k and v must have the shape of q ", q.sizes(),
-              ", got ", k.sizes(), " and ", v.sizes());
+  const auto g =
+      checks::check_to_regions_and_pool_inputs(q, k, v, frames, height, width, region_h, region_w, text_len, text_first);
   const auto source = region_source_index(g);
   auto q_regions = gather_regions(q, source);
   auto k_regions = gather_regions(k, source);
