@@ -1,0 +1,13 @@
+"""The supported diffusers transformer classes, recognised by class name (no diffusers import)."""
+from .wan import WAN
+
+FAMILIES = {
+    "WanTransformer3DModel": WAN,
+}
+
+
+def family_of(transformer):
+    name = type(transformer).__name__
+    if name not in FAMILIES:
+        raise ValueError(f"draft attention supports {sorted(FAMILIES)}, got {name}")
+    return FAMILIES[name]

@@ -1,0 +1,52 @@
+"""Wan2.1 / Wan2.2 (WanTransformer3DModel): draft attention in the blocks' attn1."""
+import torch
+
+from .family import ModelFamily
+from .processor import DraftProcessor
+
+
+class WanDraftProcessor(DraftProcessor):
+    """Wan's self-attention (q/k RMS norm across heads, rotary embedding) with draft attention."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None,
+                 **kwargs):
+        if encoder_hidden_states is not None or self.runs_dense(attention_mask):
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+        if getattr(attn, "fused_projections", False):
+            q, k, v = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+        else:
+            q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        q = attn.norm_q(q).unflatten(2, (attn.heads, -1))
+        k = attn.norm_k(k).unflatten(2, (attn.heads, -1))
+        v = v.unflatten(2, (attn.heads, -1))
+        if rotary_emb is not None:
+            q, k = rotate_pairs(q, *rotary_emb), rotate_pairs(k, *rotary_emb)
+        out = self.attend(q, k, v, self.state.layout(q.shape[1]))
+        out = out.flatten(2, 3).type_as(q)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+def rotate_pairs(x, cos, sin):
+    """Wan's rotary embedding: channels (2i, 2i+1) form a complex number rotated by angle_i.
+
+    cos and sin hold every angle twice (interleaved), so even columns of cos and odd columns of
+    sin give one value per pair. The math runs in the tables' precision, as in the stock model.
+    """
+    real, imag = x.unflatten(-1, (-1, 2)).unbind(-1)
+    cos, sin = cos[..., 0::2], sin[..., 1::2]
+    rotated = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
+    return rotated.flatten(-2).type_as(x)
+
+
+def self_attention_modules(transformer):
+    return [block.attn1 for block in transformer.blocks]
+
+
+def latent_grid(config, shape):
+    # hidden_states: (batch, channels, frames, height, width); the patch embedding is a strided conv.
+    p_t, p_h, p_w = config.patch_size
+    return shape[2] // p_t, shape[3] // p_h, shape[4] // p_w
+
+
+WAN = ModelFamily(name="Wan", processor=WanDraftProcessor, default_dense_layers=(0,),
+                  self_attention_modules=self_attention_modules, latent_grid=latent_grid)
