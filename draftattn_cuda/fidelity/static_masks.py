@@ -1,0 +1,47 @@
+"""Content-independent masks, filled to a block budget: local 3D window, radial decay, random.
+
+Region distances are in region units (one frame, one region row, one region column each count 1).
+"""
+import torch
+
+from .blocks import forced_blocks, keep_top, video_block_ids
+
+
+def region_coordinates(layout):
+    """(num_regions, 3) float (frame, region row, region column) of every region, in region order."""
+    f, y, x = torch.meshgrid(torch.arange(layout.frames), torch.arange(layout.regions_y),
+                             torch.arange(layout.regions_x), indexing="ij")
+    return torch.stack([f.flatten(), y.flatten(), x.flatten()], -1).float()
+
+
+def video_scores(layout, region_scores):
+    """(nb, nb) scores with region_scores (S, S) on the video blocks and -inf on text (text is forced)."""
+    scores = torch.full((layout.num_blocks, layout.num_blocks), float("-inf"))
+    video = video_block_ids(layout)
+    scores[video[:, None], video[None, :]] = region_scores
+    return scores
+
+
+def local_window_scores(layout):
+    """Nearer regions in (frame, row, column) first: a 3D window that grows with the budget."""
+    coords = region_coordinates(layout)
+    return video_scores(layout, -torch.cdist(coords, coords))
+
+
+def radial_scores(layout):
+    """Spatial distance weighted by 2^floor(log2(1 + frame distance)), after Radial Attention:
+    the spatial window halves with every doubling of the frame distance."""
+    coords = region_coordinates(layout)
+    frame_gap = (coords[:, None, 0] - coords[None, :, 0]).abs()
+    spatial = torch.cdist(coords[:, 1:], coords[:, 1:])
+    return video_scores(layout, -(1 + spatial) * torch.exp2(torch.floor(torch.log2(1 + frame_gap))))
+
+
+def static_keep(layout, scores, heads, budget):
+    """The same mask for every head: forced blocks, then the best `scores` up to `budget`."""
+    return keep_top(scores.expand(1, heads, -1, -1), forced_blocks(layout), budget)
+
+
+def random_keep(layout, heads, budget, generator):
+    scores = torch.rand(1, heads, layout.num_blocks, layout.num_blocks, generator=generator)
+    return keep_top(scores, forced_blocks(layout), budget)
