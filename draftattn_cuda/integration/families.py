@@ -1,7 +1,9 @@
 """The supported diffusers transformer classes, recognised by class name (no diffusers import)."""
+from .cogvideox import COGVIDEOX
 from .wan import WAN
 
 FAMILIES = {
+    "CogVideoXTransformer3DModel": COGVIDEOX,
     "WanTransformer3DModel": WAN,
 }
 
