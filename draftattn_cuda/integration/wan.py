@@ -10,6 +10,7 @@ class WanDraftProcessor(DraftProcessor):
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None,
                  **kwargs):
+        # Installed on attn1 only; a context would make it cross-attention, which stays dense.
         if encoder_hidden_states is not None or self.runs_dense(attention_mask):
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
         if getattr(attn, "fused_projections", False):
