@@ -51,7 +51,10 @@ def topk_rule(q_pooled, k_pooled, layout, budget):
 
 
 def topp_rule(q_pooled, k_pooled, layout, budget, steps=40):
-    """Per-row cumulative mass p, bisected to the total nearest `budget`."""
+    """Per-row cumulative mass p, bisected to the total nearest `budget`.
+
+    Blocks whose draft mass rounds to nothing stay out even at p = 1, so a dense budget can be missed.
+    """
     low, high = 0.0, 1.0
     best = kept(q_pooled, k_pooled, layout, "topp", top_p=high)
     for _ in range(steps):
