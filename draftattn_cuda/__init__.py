@@ -15,17 +15,23 @@ except ModuleNotFoundError as error:
 from . import _fake  # noqa: F401,E402  (fake kernels for torch.compile)
 from .build_info import cuda_kernels_built  # noqa: E402
 from .checks import validate_block_lists  # noqa: E402
+from .integration import DraftConfig, denoising_step_callback, disable, enable, set_step  # noqa: E402
 from .layout import VideoLayout  # noqa: E402
 from .ops import draft_select, mean_pool, quantize_fp8, sparse_attn, sparse_attn_fp8  # noqa: E402
 from .pipeline import draft_attention  # noqa: E402
 
 __all__ = [
+    "DraftConfig",
     "VideoLayout",
     "cuda_kernels_built",
+    "denoising_step_callback",
+    "disable",
     "draft_attention",
     "draft_select",
+    "enable",
     "mean_pool",
     "quantize_fp8",
+    "set_step",
     "sparse_attn",
     "sparse_attn_fp8",
     "validate_block_lists",
