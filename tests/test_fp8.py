@@ -125,8 +125,8 @@ def test_kernel_accuracy_against_fp32(rng, head_dim, inputs):
     idx, cnt = cuda(kv_indices, kv_counts)
     torch.cuda.empty_cache()
     torch.full((1 << 24,), float("nan"), device="cuda")  # leave garbage behind for the outputs
-    out8, lse8 = da.sparse_attn_fp8(*cuda(*da.quantize_fp8(*cuda(q, k, v))[:3]), idx, cnt,
-                                    *da.quantize_fp8(*cuda(q, k, v))[3:])
+    quantized = da.quantize_fp8(*cuda(q, k, v))
+    out8, _ = da.sparse_attn_fp8(*quantized[:3], idx, cnt, *quantized[3:])
     out16, _ = da.sparse_attn(*cuda(q.bfloat16(), k.bfloat16(), v.bfloat16()), idx, cnt)
     live = mask.any(-1).transpose(1, 2)  # (batch, tokens, heads): rows with keys
     assert torch.isfinite(out8.float()).all()

@@ -12,6 +12,7 @@
 #include "checks.h"
 #include "draftattn/drafting.h"
 #include "reference.h"
+#include "token_tensor.h"
 
 namespace draftattn {
 namespace {
@@ -39,10 +40,6 @@ bool layout_kernel_fits(const at::Tensor& x, const checks::VideoGeometry& g, int
 }
 
 DType dtype_of(const at::Tensor& x) { return x.scalar_type() == at::kBFloat16 ? DType::kBFloat16 : DType::kFloat16; }
-
-at::Tensor unit_last_stride(const at::Tensor& x) { return x.stride(3) == 1 ? x : x.contiguous(); }
-
-TokenTensor token_tensor(const at::Tensor& x) { return {x.data_ptr(), x.stride(0), x.stride(1), x.stride(2)}; }
 
 GatherRegionsArgs gather_args(const at::Tensor& like, const checks::VideoGeometry& g) {
   GatherRegionsArgs a{};

@@ -8,6 +8,7 @@
 
 #include "draftattn/drafting.h"
 #include "reference.h"
+#include "token_tensor.h"
 
 namespace draftattn {
 namespace {
@@ -19,10 +20,6 @@ bool kernel_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& 
          k.sizes() == q.sizes() && v.sizes() == q.sizes() &&
          quantize_fp8_kernel_fits(q.size(0), q.size(1), q.size(2), q.size(3));
 }
-
-at::Tensor unit_last_stride(const at::Tensor& x) { return x.stride(3) == 1 ? x : x.contiguous(); }
-
-TokenTensor token_tensor(const at::Tensor& x) { return {x.data_ptr(), x.stride(0), x.stride(1), x.stride(2)}; }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> quantize_fp8_cuda(
     const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in) {

@@ -133,7 +133,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_fp8_cuda(const at::Tensor& q_in, 
                                       block_lens, scale);
   }
   const at::Tensor q = tma_ready(q_in), k = tma_ready(k_in);
-  const at::Tensor v_t = tma_compatible(v_t_in) ? v_t_in : v_t_in.contiguous();
+  const at::Tensor v_t = tma_ready(v_t_in);
   return launch(q, k, kv_indices, kv_counts, block_lens, scale, num_blocks, facts, DType::kFloat8E4M3,
                 at::kBFloat16, [&](SparseAttnParams& p) {
                   p.v = v_t.data_ptr();
