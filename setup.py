@@ -75,7 +75,7 @@ def make_extension():
     print(f"draftattn: building CUDA kernels for sm_90a with CUTLASS at {cutlass}", file=sys.stderr)
     kernels = attention_sources()
     cuda_sources = sorted(glob.glob(os.path.join("csrc", "drafting", "*.cu")))
-    cuda_sources += [os.path.join("csrc", "attention", "dispatch.cu")] + kernels
+    cuda_sources += [os.path.join("csrc", "attention", name) for name in ("dispatch.cu", "tile_order.cu")] + kernels
     compiled = [os.path.basename(f)[len("sparse_attn_sm90_"):-3].upper() for f in kernels]
     include_dirs += [os.path.join(cutlass, "include"), os.path.join(cutlass, "tools", "util", "include")]
     nvcc_flags = [

@@ -32,7 +32,11 @@ def check_sparse_attn_args(q, k, v, kv_indices, kv_counts, block_lens=None, scal
                         "(batch, heads, num_blocks, max_blocks)")
     _check_index_tensor("kv_counts", kv_counts, q, (batch, heads, num_blocks), "(batch, heads, num_blocks)")
     if block_lens is not None:
-        _check_index_tensor("block_lens", block_lens, q, (num_blocks,), "(num_blocks,)")
+        if block_lens.dim() == 2:
+            _check_index_tensor("block_lens", block_lens, q, (batch, num_blocks),
+                                "(num_blocks,) or (batch, num_blocks)")
+        else:
+            _check_index_tensor("block_lens", block_lens, q, (num_blocks,), "(num_blocks,) or (batch, num_blocks)")
     if scale is not None and not (scale > 0 and scale != float("inf")):
         raise ValueError(f"scale must be a finite positive number, got {scale!r}")
     return num_blocks
@@ -52,7 +56,7 @@ def validate_block_lists(kv_indices, kv_counts, block_lens=None, tokens=None):
     """Checks the VALUES of sparse_attn block lists (syncs with the device).
 
     counts in [0, max_blocks]; the listed indices of each row strictly ascending in
-    [0, num_blocks); block_lens in [1, 128], the last one within `tokens` when given.
+    [0, num_blocks); block_lens in [0, 128], the last block's within `tokens` when given.
     Raises ValueError describing the first violation.
     """
     num_blocks, max_blocks = kv_counts.shape[-1], kv_indices.shape[-1]
@@ -66,7 +70,7 @@ def validate_block_lists(kv_indices, kv_counts, block_lens=None, tokens=None):
     if max_blocks > 1 and (listed[..., 1:] & (indices[..., 1:] <= indices[..., :-1])).any():
         raise ValueError("kv_indices rows must be strictly ascending within kv_counts")
     if block_lens is not None:
-        if ((block_lens < 1) | (block_lens > BLOCK_SIZE)).any():
-            raise ValueError("block_lens entries must be in [1, 128]")
-        if tokens is not None and int(block_lens[-1]) > tokens - (num_blocks - 1) * BLOCK_SIZE:
+        if ((block_lens < 0) | (block_lens > BLOCK_SIZE)).any():
+            raise ValueError("block_lens entries must be in [0, 128]")
+        if tokens is not None and int(block_lens[..., -1].max()) > tokens - (num_blocks - 1) * BLOCK_SIZE:
             raise ValueError(f"block_lens of the last block exceeds what tokens={tokens} leaves")

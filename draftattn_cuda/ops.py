@@ -9,7 +9,7 @@ def sparse_attn(q, k, v, kv_indices, kv_counts, block_lens=None, scale=None):
 
     q, k, v: (batch, tokens, heads, head_dim) fp16/bf16 in region-major order; kv_indices int32
     (batch, heads, num_blocks, max_blocks) ascending; kv_counts int32 (batch, heads, num_blocks);
-    block_lens int32 (num_blocks,) or None; scale defaults to 1/sqrt(head_dim).
+    block_lens int32 (num_blocks,), (batch, num_blocks) or None; scale defaults to 1/sqrt(head_dim).
     """
     check_sparse_attn_args(q, k, v, kv_indices, kv_counts, block_lens, scale)
     return torch.ops.draftattn.sparse_attn.default(q, k, v, kv_indices, kv_counts, block_lens, scale)

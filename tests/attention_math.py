@@ -7,9 +7,12 @@ BLOCK = 128
 def token_mask_from_lists(kv_indices, kv_counts, block_lens, tokens):
     """(batch, heads, tokens, tokens) bool built block by block with plain loops."""
     batch, heads, num_blocks, _ = kv_indices.shape
-    lens = [min(BLOCK, tokens - BLOCK * i) for i in range(num_blocks)] if block_lens is None else block_lens.tolist()
     mask = torch.zeros(batch, heads, tokens, tokens, dtype=torch.bool)
     for b in range(batch):
+        if block_lens is None:
+            lens = [min(BLOCK, tokens - BLOCK * i) for i in range(num_blocks)]
+        else:  # (num_blocks,) or one row per batch entry
+            lens = (block_lens if block_lens.dim() == 1 else block_lens[b]).tolist()
         for h in range(heads):
             for i in range(num_blocks):
                 for j in kv_indices[b, h, i, : int(kv_counts[b, h, i])].tolist():

@@ -32,6 +32,7 @@ BAD_METADATA = [
     (lambda a: {"kv_counts": a["kv_counts"].float()}, "kv_counts must be int32"),
     (lambda a: {"kv_counts": a["kv_counts"][..., :1]}, "kv_counts must have shape"),
     (lambda a: {"block_lens": torch.full((5,), 128, dtype=torch.int32)}, "block_lens must have shape"),
+    (lambda a: {"block_lens": torch.full((3, 2), 128, dtype=torch.int32)}, "block_lens must have shape"),
     (lambda a: {"scale": -1.0}, "scale must be a finite positive number"),
 ]
 
@@ -58,7 +59,8 @@ BAD_VALUES = [
     (lambda a: {"kv_counts": a["kv_counts"] + 1}, "kv_counts entries must be in"),
     (lambda a: {"kv_indices": a["kv_indices"] + 1}, "kv_indices entries .* must be in"),
     (lambda a: {"kv_indices": a["kv_indices"].flip(-1).contiguous()}, "strictly ascending"),
-    (lambda a: {"block_lens": torch.tensor([128, 0], dtype=torch.int32)}, "block_lens entries must be in"),
+    (lambda a: {"block_lens": torch.tensor([128, -1], dtype=torch.int32)}, "block_lens entries must be in"),
+    (lambda a: {"block_lens": torch.tensor([[128, 129]], dtype=torch.int32)}, "block_lens entries must be in"),
 ]
 
 

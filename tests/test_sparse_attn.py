@@ -47,6 +47,24 @@ def test_tokens_not_multiple_of_block_and_custom_scale(rng):
     torch.testing.assert_close(lse, want_lse, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_per_batch_block_lens(dtype, rng):
+    # Per-sample lengths (text padding): padded keys drop out, padded query rows get 0, and a
+    # block with no valid rows contributes nothing.
+    batch, tokens, heads = 3, 600, 2
+    num_blocks = 5
+    q, k, v = random_qkv((batch, tokens, heads, 64), dtype, rng)
+    kv_indices, kv_counts = random_block_lists(batch, heads, num_blocks, rng, density=0.7)
+    block_lens = torch.randint(0, 129, (batch, num_blocks), generator=rng, dtype=torch.int32)
+    block_lens[:, -1].clamp_(max=tokens - 4 * 128)
+    block_lens[0, 2] = 0
+    out, lse = da.sparse_attn(q, k, v, kv_indices, kv_counts, block_lens)
+    want_out, want_lse = dense_attention(q, k, v, token_mask_from_lists(kv_indices, kv_counts, block_lens, tokens))
+    torch.testing.assert_close(out.float(), want_out, atol=2e-2 if dtype == torch.bfloat16 else 2e-3, rtol=0)
+    torch.testing.assert_close(lse, want_lse, atol=1e-5, rtol=1e-5)
+    assert torch.all(out[0, 256:384] == 0) and torch.all(lse[0, :, 256:384] == float("-inf"))
+
+
 def test_full_lists_equal_dense_attention(rng):
     tokens, heads, num_blocks = 500, 2, 4
     q, k, v = random_qkv((1, tokens, heads, 128), torch.float16, rng)

@@ -48,9 +48,13 @@ def token_key_mask(kv_indices, kv_counts, block_lens, tokens):
     allowed.scatter_(-1, torch.where(listed, kv_indices.long(), nb), True)
     token_block = torch.arange(tokens, device=kv_indices.device) // BLOCK
     offset = torch.arange(tokens, device=kv_indices.device) % BLOCK
-    lens = block_lens.to(kv_indices.device).long() if block_lens is not None else torch.full((nb,), BLOCK, device=kv_indices.device)
-    key_valid = offset < lens[token_block]
-    return allowed[..., :nb][..., token_block] & key_valid
+    key_valid = offset < block_lens_2d(block_lens, nb).to(kv_indices.device)[:, token_block]
+    return allowed[..., :nb][..., token_block] & key_valid[:, None, None, :]
+
+
+def block_lens_2d(block_lens, nb):
+    """(1 or batch, nb) long: block_lens as given, or every block full."""
+    return torch.full((1, nb), BLOCK) if block_lens is None else block_lens.cpu().long().view(-1, nb)
 
 
 def reference_rows(q, k, v, key_mask, q_blocks, scale):
@@ -106,10 +110,10 @@ def check_against_reference(q, k, v, kv_indices, kv_counts, block_lens, q_blocks
     # Padding rows of a query block and rows with no keys: exactly 0 and lse -inf.
     row_block = torch.cat([torch.full((min(BLOCK, tokens - qb * BLOCK),), qb) for qb in q_blocks])
     row_offset = torch.cat([torch.arange(min(BLOCK, tokens - qb * BLOCK)) for qb in q_blocks])
-    lens = block_lens.cpu() if block_lens is not None else torch.full((kv_counts.shape[2],), BLOCK)
-    padding_row = (row_offset >= lens[row_block]).to(q.device)
+    lens = block_lens_2d(block_lens, kv_counts.shape[2])
+    padding_row = (row_offset >= lens[:, row_block]).to(q.device)  # (1 or batch, rows)
     has_keys = key_mask[:, :, row_block].any(-1).transpose(1, 2)  # (batch, rows, heads)
-    live = has_keys & ~padding_row[None, :, None]
+    live = has_keys & ~padding_row[:, :, None]
     assert (out_rows[~live] == 0).all()
     assert torch.isneginf(lse_rows.transpose(1, 2)[~live]).all()
     if not live.any():
@@ -134,7 +138,11 @@ def test_random_lists_partial_blocks(dtype, head_dim, density, uneven):
     kv_indices, kv_counts = random_block_lists(batch, heads, nb, density, uneven, gen, "cuda")
     block_lens = torch.randint(1, BLOCK + 1, (nb,), generator=gen, dtype=torch.int32)
     block_lens[-1] = min(int(block_lens[-1]), tokens - (nb - 1) * BLOCK)
-    for lens in (None, block_lens.cuda()):
+    # One row per batch entry (e.g. per-sample text lengths), empty blocks included.
+    per_batch_lens = torch.randint(0, BLOCK + 1, (batch, nb), generator=gen, dtype=torch.int32)
+    per_batch_lens[:, -1].clamp_(max=tokens - (nb - 1) * BLOCK)
+    per_batch_lens[1, 2] = 0
+    for lens in (None, block_lens.cuda(), per_batch_lens.cuda()):
         check_against_reference(q, k, v, kv_indices, kv_counts, lens, list(range(nb)))
 
 

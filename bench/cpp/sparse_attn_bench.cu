@@ -181,22 +181,16 @@ int main(int argc, char** argv) {
     params.cnt_head_stride = num_blocks;
     params.cnt_batch_stride = int64_t(c.heads) * num_blocks;
 
-    // The tile scheduler's counter must be zero at each launch: one counter per launch,
-    // zeroed up front, keeps a memset out of the timed region.
-    bench::DeviceBuffer<int32_t> counters(1 + c.warmup + c.iters);
-    CUDA_CHECK(cudaMemsetAsync(counters.get(), 0, counters.bytes(), stream));
-    auto launch = [&](int call) {
-      draftattn::SparseAttnParams p = params;
-      p.tile_counter = counters.get() + call;
-      return draftattn::sparse_attn_sm90(p, c.dtype, stream);
-    };
+    bench::DeviceBuffer<int32_t> workspace(draftattn::sparse_attn_workspace_ints(c.batch, c.heads, num_blocks));
+    params.workspace = workspace.get();
+    auto launch = [&] { return draftattn::sparse_attn_sm90(params, c.dtype, stream); };
 
     std::string verdict;
     if (c.verify) {
       // All-ones bytes are NaN in bf16, fp16 and fp32: any element the kernel skips stays NaN.
       CUDA_CHECK(cudaMemsetAsync(out.get(), 0xFF, out.bytes(), stream));
       CUDA_CHECK(cudaMemsetAsync(lse.get(), 0xFF, lse.bytes(), stream));
-      CUDA_CHECK(launch(0));
+      CUDA_CHECK(launch());
       CUDA_CHECK(cudaStreamSynchronize(stream));
       const std::vector<float> out_host = host_float(out.get(), c.dtype, elems, stream);
       std::vector<float> lse_host(lse_elems);
@@ -221,7 +215,7 @@ int main(int argc, char** argv) {
       verdict = buf;
     }
 
-    const float ms = bench::median_ms(stream, c.warmup, c.iters, [&](int i) { return launch(1 + i); });
+    const float ms = bench::median_ms(stream, c.warmup, c.iters, [&](int) { return launch(); });
     const double listed = lists.density(c.batch, c.heads);
     const double flops = 4.0 * c.batch * c.heads * double(c.tokens) * c.tokens * c.head_dim * listed;
     std::printf("sparse_attn %s %dx%dx%dx%d rows=%s lens=%s density=%.3g listed=%.4f ms=%.3f TFLOP/s=%.1f%s card=\"%s\"\n",

@@ -16,21 +16,21 @@ struct BlockList {
 
 template <class Params>
 __device__ __forceinline__ BlockList block_list_of(const Params& p, int batch, int head, int q_block) {
-  const int64_t count_at = batch * p.cnt_batch_stride + head * p.cnt_head_stride + q_block;
-  int count = p.kv_counts[count_at];
-  count = count < 0 ? 0 : (count > p.max_blocks ? p.max_blocks : count);
+  const SparseAttnParams& a = p.args;
+  const int64_t count_at = batch * a.cnt_batch_stride + head * a.cnt_head_stride + q_block;
+  int count = a.kv_counts[count_at];
+  count = count < 0 ? 0 : (count > a.max_blocks ? a.max_blocks : count);
   const int32_t* entries =
-      p.kv_indices + batch * p.idx_batch_stride + head * p.idx_head_stride + q_block * p.idx_block_stride;
+      a.kv_indices + batch * a.idx_batch_stride + head * a.idx_head_stride + q_block * a.idx_block_stride;
   return {entries, count};
 }
 
-// Valid rows of a block: its block_lens entry, cut at the sequence end; 0 for an index
-// outside [0, num_blocks), so such an entry contributes nothing.
-template <class Params>
-__device__ __forceinline__ int valid_rows(const Params& p, int block) {
-  if (block < 0 || block >= p.num_blocks) return 0;
-  const int to_end = p.tokens - block * 128;
-  const int len = p.block_lens != nullptr ? p.block_lens[block] : 128;
+// Valid rows of a block in one batch entry: its block_lens entry, cut at the sequence end;
+// 0 for an index outside [0, num_blocks), so such an entry contributes nothing.
+__device__ __forceinline__ int valid_rows(const SparseAttnParams& a, int batch, int block) {
+  if (block < 0 || block >= a.num_blocks) return 0;
+  const int to_end = a.tokens - block * 128;
+  const int len = a.block_lens != nullptr ? a.block_lens[batch * a.lens_batch_stride + block] : 128;
   return len < to_end ? len : to_end;
 }
 

@@ -5,6 +5,7 @@
 #include <cutlass/half.h>
 
 #include "draftattn/sparse_attn.h"
+#include "tile_order.cuh"
 
 #ifndef DRAFTATTN_HAS_BF16_HD64
 #define DRAFTATTN_HAS_BF16_HD64 0
@@ -55,8 +56,10 @@ bool sparse_attn_sm90_available(DType dtype, int head_dim) {
 }
 
 cudaError_t sparse_attn_sm90(const SparseAttnParams& params, DType dtype, cudaStream_t stream) {
+  if (!sparse_attn_sm90_available(dtype, params.head_dim)) return cudaErrorNotSupported;
+  const cudaError_t ordered = sm90::order_tiles_longest_first(params, stream);
+  if (ordered != cudaSuccess) return ordered;
   const bool hd64 = params.head_dim == 64;
-  if (!hd64 && params.head_dim != 128) return cudaErrorNotSupported;
   switch (dtype) {
     case DType::kBFloat16:
       return hd64 ? launch_if_compiled<DRAFTATTN_HAS_BF16_HD64, cutlass::bfloat16_t, 64>(params, stream)

@@ -33,12 +33,19 @@ struct Tile {
   int q_block, head, batch;
 };
 
-// Query blocks vary fastest, so the CTAs running at the same time share one head's K, V
-// in L2.
+// Tiles are numbered (batch, head, query block), query blocks fastest, so the CTAs running
+// at the same time share one head's K, V in L2. The scheduler hands out ranks; a rank's
+// query block comes from the longest-rows-first order of its head (tile_order.cu).
+template <class Params>
+__device__ __forceinline__ int tile_of_rank(const Params& p, int rank) {
+  const int num_blocks = p.args.num_blocks;
+  return rank - rank % num_blocks + p.tile_order[rank];
+}
+
 template <class Params>
 __device__ __forceinline__ Tile tile_at(const Params& p, int tile) {
-  const int rest = tile / p.num_blocks;
-  return {tile - rest * p.num_blocks, rest % p.heads, rest / p.heads};
+  const int rest = tile / p.args.num_blocks;
+  return {tile - rest * p.args.num_blocks, rest % p.args.heads, rest / p.args.heads};
 }
 
 // Position in a shared-memory ring of kStages slots; the phase bit flips on each wrap.
@@ -89,24 +96,26 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
   Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});
   Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutK{});
   Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutV{});
-  const auto gmem_shape = make_shape(p.tokens, Dim{}, p.heads, p.batch);
+  const SparseAttnParams& a = p.args;
+  const auto gmem_shape = make_shape(a.tokens, Dim{}, a.heads, a.batch);
   Tensor mQ = p.tma_q.get_tma_tensor(gmem_shape);
   Tensor mK = p.tma_k.get_tma_tensor(gmem_shape);
   Tensor mV = p.tma_v.get_tma_tensor(
-      conditional_return<Traits::kFp8>(make_shape(Dim{}, p.num_blocks * Traits::kBlockN, p.heads, p.batch), gmem_shape));
+      conditional_return<Traits::kFp8>(make_shape(Dim{}, a.num_blocks * Traits::kBlockN, a.heads, a.batch), gmem_shape));
 
   // A fresh "empty" barrier counts as released once, so the producer starts at phase 1.
   RingPosition<Traits::kStages> k_slot{0, 1}, v_slot{0, 1};
   uint32_t q_loads = 0;
   TileMailbox<typename Traits::SharedStorage> mailbox{smem, {0, 1}};
-  for (int t = blockIdx.x;;) {
+  for (int rank = blockIdx.x;;) {
+    const int t = rank < p.num_tiles ? tile_of_rank(p, rank) : p.num_tiles;
     if (lane == 0) mailbox.post(t);
     if (t >= p.num_tiles) break;
     int next = 0;
-    if (lane == 0) next = gridDim.x + atomicAdd(p.tile_counter, 1);  // latency hidden by this tile's loads
+    if (lane == 0) next = gridDim.x + atomicAdd(p.tile_counter, 1);
     const Tile tile = tile_at(p, t);
     const BlockList list = block_list_of(p, tile.batch, tile.head, tile.q_block);
-    t = __shfl_sync(0xffffffff, next, 0);
+    rank = __shfl_sync(0xffffffff, next, 0);
     if (list.count == 0) continue;
 
     Tensor gQ = local_tile(mQ(_, _, tile.head, tile.batch), Shape<BlockM, Dim>{}, make_coord(tile.q_block, _0{}));
@@ -250,21 +259,22 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   RingPosition<Traits::kStages> k_slot{0, 0}, v_slot{0, 0};
   uint32_t q_uses = 0;
   TileMailbox<typename Traits::SharedStorage> mailbox{smem, {0, 0}};
+  const SparseAttnParams& a = p.args;
   for (int t = mailbox.take(); t < p.num_tiles; t = mailbox.take()) {
     const Tile tile = tile_at(p, t);
     const BlockList list = block_list_of(p, tile.batch, tile.head, tile.q_block);
     clear(tOrO);
     // fp8 probabilities are scaled into [0, 256] to use e4m3's range; the scale cancels.
-    OnlineSoftmax<kRows> softmax(Traits::kFp8 ? 8.f : 0.f);
-    const int64_t head_index = int64_t(tile.batch) * p.heads + tile.head;
+    OnlineSoftmax<kRows, Traits::kFmaExp2Per8> softmax(Traits::kFp8 ? 8.f : 0.f);
+    const int64_t head_index = int64_t(tile.batch) * a.heads + tile.head;
     // fp8 scores carry the q and k dequantisation factors: folded into each step's scale.
     const float q_scale_log2 =
-        p.scale_log2 * (Traits::kFp8 ? p.q_descale[head_index * p.num_blocks + tile.q_block] : 1.f);
+        p.scale_log2 * (Traits::kFp8 ? a.q_descale[head_index * a.num_blocks + tile.q_block] : 1.f);
     float correction[kRows];
 
     if (list.count > 0) {
-      WarpListCursor kv_rows_of(list, [&p](int entry) { return valid_rows(p, entry); });
-      const float* k_descales = Traits::kFp8 ? p.k_descale + head_index * p.num_blocks : nullptr;
+      WarpListCursor kv_rows_of(list, [&a, batch = tile.batch](int entry) { return valid_rows(a, batch, entry); });
+      const float* k_descales = Traits::kFp8 ? a.k_descale + head_index * a.num_blocks : nullptr;
       WarpListCursor k_descale_of(list, [k_descales](int entry) {
         return k_descales != nullptr ? __float_as_int(k_descales[entry]) : __float_as_int(1.f);
       });
@@ -279,6 +289,8 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       warpgroup_fence_operand(tSrS);
       Barrier::arrive(&smem.k_empty[k_slot.stage]);
       k_slot.advance();
+      // Q is free once the tile's last S GEMM is done: the next tile's Q loads meanwhile.
+      if (list.count == 1) Barrier::arrive(&smem.q_empty);
       mask_columns(kv_rows_of.at(0));
       softmax.update(scores, correction, q_scale_log2 * k_descale_of.at_float(0));
       probabilities_to_operand();
@@ -297,6 +309,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         warpgroup_fence_operand(tSrS);
         Barrier::arrive(&smem.k_empty[k_slot.stage]);
         k_slot.advance();
+        if (j == list.count - 1) Barrier::arrive(&smem.q_empty);
         mask_columns(kv_rows);
         softmax.update(scores, correction, q_scale_log2 * k_descale);
 
@@ -318,35 +331,34 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       warpgroup_fence_operand(tOrO);
       Barrier::arrive(&smem.v_empty[v_slot.stage]);
       v_slot.advance();
-      Barrier::arrive(&smem.q_empty);
       ++q_uses;
     }
 
     float lse[kRows];
-    softmax.finalize(out_rc, lse, Traits::kFp8 ? p.v_descale[head_index] : 1.f);
+    softmax.finalize(out_rc, lse, Traits::kFp8 ? a.v_descale[head_index] : 1.f);
 
     // Rows past the query block's valid rows are padding: they get 0 and lse -inf.
-    const int q_rows = valid_rows(p, tile.q_block);
+    const int q_rows = valid_rows(a, tile.batch, tile.q_block);
     const int row0 = tile.q_block * Traits::kBlockM;
-    OutElement* out = p.out + tile.batch * p.o_batch_stride + tile.head * p.o_head_stride;
+    OutElement* out = static_cast<OutElement*>(a.out) + tile.batch * a.o_batch_stride + tile.head * a.o_head_stride;
     static_assert(decltype(size(tOrO))::value % 2 == 0);
 #pragma unroll
     for (int e = 0; e < size(tOrO); e += 2) {
       const int row = get<0>(tOcO(e));
       const int col = get<1>(tOcO(e));
-      if (row0 + row >= p.tokens) continue;
+      if (row0 + row >= a.tokens) continue;
       const bool valid = row < q_rows;
       cutlass::Array<OutElement, 2> pair;
       pair[0] = static_cast<OutElement>(valid ? tOrO(e) : 0.f);
       pair[1] = static_cast<OutElement>(valid ? tOrO(e + 1) : 0.f);
-      *reinterpret_cast<cutlass::Array<OutElement, 2>*>(out + (row0 + row) * p.o_token_stride + col) = pair;
+      *reinterpret_cast<cutlass::Array<OutElement, 2>*>(out + (row0 + row) * a.o_token_stride + col) = pair;
     }
     if (thread % 4 == 0) {
-      float* lse_row = p.lse + head_index * p.tokens + row0;
+      float* lse_row = a.lse + head_index * a.tokens + row0;
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
         const int row = get<0>(score_coords(r, 0));
-        if (row0 + row < p.tokens) lse_row[row] = row < q_rows ? lse[r] : -INFINITY;
+        if (row0 + row < a.tokens) lse_row[row] = row < q_rows ? lse[r] : -INFINITY;
       }
     }
   }

@@ -44,12 +44,10 @@ cudaError_t launch_sparse_attn(const SparseAttnParams& a, cudaStream_t stream) {
       make_tma_copy(SM90_TMA_LOAD{}, token_major(a.k, a.k_batch_stride, a.k_token_stride, a.k_head_stride),
                     take<0, 2>(typename Traits::SmemLayoutK{}), Shape<typename Traits::BlockN, Dim>{}, _1{}),
       make_tma_copy(SM90_TMA_LOAD{}, v_tensor(), take<0, 2>(typename Traits::SmemLayoutV{}), v_box(), _1{}),
-      static_cast<typename Traits::OutElement*>(a.out), a.o_batch_stride, a.o_token_stride, a.o_head_stride, a.lse,
-      a.kv_indices, a.kv_counts, a.block_lens,
-      a.idx_batch_stride, a.idx_head_stride, a.idx_block_stride,
-      a.cnt_batch_stride, a.cnt_head_stride, a.max_blocks,
-      a.q_descale, a.k_descale, a.v_descale,
-      a.batch, a.tokens, a.heads, a.num_blocks, a.num_blocks * a.heads * a.batch, a.tile_counter,
+      a,
+      a.num_blocks * a.heads * a.batch,
+      a.workspace,
+      a.workspace + 1,
       a.scale * 1.4426950408889634f,
   };
 

@@ -108,8 +108,10 @@ inline void check_block_lists(const at::Tensor& kv_indices, const at::Tensor& kv
               "), got ", kv_counts.sizes());
   if (block_lens.has_value()) {
     check_int32_on(*block_lens, "block_lens", q);
-    TORCH_CHECK(block_lens->dim() == 1 && block_lens->size(0) == num_blocks,
-                "block_lens must have shape (num_blocks,) = (", num_blocks, ",), got ", block_lens->sizes());
+    const bool per_batch = block_lens->dim() == 2 && block_lens->size(0) == batch;
+    TORCH_CHECK((block_lens->dim() == 1 || per_batch) && block_lens->size(-1) == num_blocks,
+                "block_lens must have shape (num_blocks,) = (", num_blocks, ",) or (batch, num_blocks) = (", batch,
+                ", ", num_blocks, "), got ", block_lens->sizes());
   }
 }
 
@@ -180,7 +182,7 @@ inline int64_t check_sparse_attn_fp8_inputs(const at::Tensor& q, const at::Tenso
 }
 
 // Value checks of the block lists: counts in [0, max_blocks], listed indices strictly
-// ascending in [0, num_blocks), block_lens in [1, 128] and the last block within `tokens`.
+// ascending in [0, num_blocks), block_lens in [0, 128] and the last block within `tokens`.
 // Reads the data: the reference runs it on CPU tensors; for CUDA tensors call
 // draftattn_cuda.validate_block_lists explicitly (it syncs).
 inline void check_block_list_values(const at::Tensor& kv_indices, const at::Tensor& kv_counts,
@@ -198,10 +200,10 @@ inline void check_block_list_values(const at::Tensor& kv_indices, const at::Tens
                 "kv_indices rows must be strictly ascending within kv_counts");
   }
   if (block_lens.has_value()) {
-    TORCH_CHECK(((*block_lens >= 1) & (*block_lens <= kBlockSize)).all().item<bool>(),
-                "block_lens entries must be in [1, 128]");
+    TORCH_CHECK(((*block_lens >= 0) & (*block_lens <= kBlockSize)).all().item<bool>(),
+                "block_lens entries must be in [0, 128]");
     const int64_t last_room = tokens - (num_blocks - 1) * kBlockSize;
-    TORCH_CHECK((*block_lens)[num_blocks - 1].item<int64_t>() <= last_room,
+    TORCH_CHECK((block_lens->select(-1, num_blocks - 1) <= last_room).all().item<bool>(),
                 "block_lens of the last block must be at most ", last_room, " (what tokens=", tokens, " leaves)");
   }
 }

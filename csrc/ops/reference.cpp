@@ -77,11 +77,13 @@ at::Tensor listed_block_mask(const at::Tensor& kv_indices, const at::Tensor& kv_
   return mask.scatter_(3, target, true).narrow(3, 0, num_blocks);
 }
 
-// (tokens,) bool: token t is a real row (not padding) of its block.
-at::Tensor valid_token_mask(const std::optional<at::Tensor>& block_lens, int64_t tokens, const at::Tensor& token_block) {
-  if (!block_lens.has_value()) return at::ones({tokens}, token_block.options().dtype(at::kBool));
+// (batch, tokens) bool: token t of batch entry b is a real row (not padding) of its block.
+at::Tensor valid_token_mask(const std::optional<at::Tensor>& block_lens, int64_t batch, int64_t tokens,
+                            const at::Tensor& token_block) {
+  if (!block_lens.has_value()) return at::ones({batch, tokens}, token_block.options().dtype(at::kBool));
   const auto offset = at::arange(tokens, token_block.options()).remainder(kBlockSize);
-  return offset < block_lens->to(at::kLong).index_select(0, token_block);
+  const auto lens = block_lens->to(at::kLong).view({-1, block_lens->size(-1)}).expand({batch, -1});
+  return offset < lens.index_select(1, token_block);
 }
 
 // Sorted kv block lists (ascending, -1 past the count) from a (batch, heads, nb, nb) mask.
@@ -125,7 +127,9 @@ std::tuple<at::Tensor, at::Tensor> attention_over_lists(const at::Tensor& q, con
   const int64_t batch = q.size(0), tokens = q.size(1), heads = q.size(2), head_dim = q.size(3);
   const int64_t num_blocks = kv_counts.size(2);
   const auto token_block = at::arange(tokens, q.options().dtype(at::kLong)).div(kBlockSize, "floor");
-  const auto token_valid = valid_token_mask(block_lens, tokens, token_block);
+  // (batch * heads, tokens): the mask of each (batch, head) row of the bmm below.
+  const auto token_valid =
+      valid_token_mask(block_lens, batch, tokens, token_block).repeat_interleave(heads, 0);
   const auto block_mask = listed_block_mask(kv_indices, kv_counts, num_blocks).view({batch * heads, num_blocks, num_blocks});
   const auto as_heads = [&](const at::Tensor& t) {
     return t.to(at::kFloat).permute({0, 2, 1, 3}).reshape({batch * heads, tokens, head_dim});
@@ -141,7 +145,7 @@ std::tuple<at::Tensor, at::Tensor> attention_over_lists(const at::Tensor& q, con
     const int64_t rows = std::min(chunk, tokens - start);
     const auto row_block = token_block.narrow(0, start, rows);
     const auto allowed = block_mask.index_select(1, row_block).index_select(2, token_block) &
-                         token_valid.view({1, 1, tokens}) & token_valid.narrow(0, start, rows).view({1, rows, 1});
+                         token_valid.unsqueeze(1) & token_valid.narrow(1, start, rows).unsqueeze(2);
     const auto scores = at::bmm(qf.narrow(1, start, rows), kf_t)
                             .mul_(softmax_scale)
                             .masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity());

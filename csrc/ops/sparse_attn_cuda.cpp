@@ -78,6 +78,7 @@ std::tuple<at::Tensor, at::Tensor> launch(const at::Tensor& q, const at::Tensor&
   p.kv_indices = kv_indices.data_ptr<int32_t>();
   p.kv_counts = kv_counts.data_ptr<int32_t>();
   p.block_lens = block_lens.has_value() ? block_lens->data_ptr<int32_t>() : nullptr;
+  p.lens_batch_stride = block_lens.has_value() && block_lens->dim() == 2 ? block_lens->stride(0) : 0;
   p.idx_batch_stride = kv_indices.stride(0), p.idx_head_stride = kv_indices.stride(1);
   p.idx_block_stride = kv_indices.stride(2);
   p.cnt_batch_stride = kv_counts.stride(0), p.cnt_head_stride = kv_counts.stride(1);
@@ -89,8 +90,8 @@ std::tuple<at::Tensor, at::Tensor> launch(const at::Tensor& q, const at::Tensor&
   p.num_blocks = static_cast<int>(num_blocks);
   p.scale = static_cast<float>(scale.value_or(1.0 / std::sqrt(static_cast<double>(head_dim))));
   p.num_sms = facts.num_sms;
-  at::Tensor tile_counter = at::zeros({1}, q.options().dtype(at::kInt));
-  p.tile_counter = tile_counter.data_ptr<int32_t>();
+  at::Tensor workspace = at::empty({sparse_attn_workspace_ints(p.batch, p.heads, p.num_blocks)}, q.options().dtype(at::kInt));
+  p.workspace = workspace.data_ptr<int32_t>();
   finish(p);
 
   C10_CUDA_CHECK(sparse_attn_sm90(p, dtype, c10::cuda::getCurrentCUDAStream().stream()));

@@ -12,7 +12,8 @@ enum class DType { kFloat16, kBFloat16, kFloat8E4M3 };
 // fp8 inputs bring V^T, (batch, heads, head_dim, tokens) with a unit token stride and the
 // fp8 key order (docs/CONTRACT.md); kv_indices is (batch, heads, num_blocks, max_blocks);
 // kv_counts is (batch, heads, num_blocks); lse is (batch, heads, tokens) contiguous.
-// fp8 output is bf16.
+// fp8 output is bf16. block_lens is (num_blocks,) or (batch, num_blocks): valid rows of each
+// block, 0..128.
 struct SparseAttnParams {
   const void* q;
   const void* k;
@@ -28,6 +29,7 @@ struct SparseAttnParams {
   const int32_t* kv_indices;
   const int32_t* kv_counts;
   const int32_t* block_lens;  // nullable: every block full up to `tokens`
+  int64_t lens_batch_stride;  // 0: one block_lens row for every batch entry
   int64_t idx_batch_stride, idx_head_stride, idx_block_stride;
   int64_t cnt_batch_stride, cnt_head_stride;
   int max_blocks;
@@ -41,13 +43,20 @@ struct SparseAttnParams {
   int batch, tokens, heads, head_dim;
   int num_blocks;
   float scale;  // softmax scale applied to q.k
-  int num_sms;        // multiprocessors of the device: the persistent grid size
-  int* tile_counter;  // one int32 of device memory, zero at launch (the tile scheduler)
+  int num_sms;     // multiprocessors of the device: the persistent grid size
+  int* workspace;  // sparse_attn_workspace_ints() int32 of device memory, any contents
 };
 
 constexpr int kBlockSize = 128;
 
-// Launches on `stream`; returns the launch status. head_dim must be 64 or 128.
+// Scratch of one launch: the tile scheduler's counter and the longest-rows-first tile order.
+// Launches on one stream may share it; concurrent launches need one each.
+constexpr int64_t sparse_attn_workspace_ints(int batch, int heads, int num_blocks) {
+  return 1 + int64_t(batch) * heads * num_blocks;
+}
+
+// Launches on `stream` (a tile-ordering kernel, then the attention kernel); returns the
+// launch status. head_dim must be 64 or 128.
 cudaError_t sparse_attn_sm90(const SparseAttnParams& params, DType dtype, cudaStream_t stream);
 
 // Whether an instantiation for (dtype, head_dim) was compiled into this build.
