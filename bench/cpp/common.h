@@ -54,12 +54,18 @@ inline cudaDeviceProp current_device_properties() {
 inline bool parse_dtype(const std::string& name, draftattn::DType* dtype) {
   if (name == "bf16") *dtype = draftattn::DType::kBFloat16;
   else if (name == "fp16") *dtype = draftattn::DType::kFloat16;
+  else if (name == "fp8") *dtype = draftattn::DType::kFloat8E4M3;
   else return false;
   return true;
 }
 
 inline const char* dtype_name(draftattn::DType dtype) {
-  return dtype == draftattn::DType::kBFloat16 ? "bf16" : "fp16";
+  switch (dtype) {
+    case draftattn::DType::kBFloat16: return "bf16";
+    case draftattn::DType::kFloat16: return "fp16";
+    case draftattn::DType::kFloat8E4M3: return "fp8";
+  }
+  return "?";
 }
 
 constexpr size_t kHalfBytes = 2;  // both activation dtypes are 16-bit

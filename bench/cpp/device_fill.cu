@@ -1,5 +1,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include "device_fill.h"
 
@@ -41,8 +42,10 @@ cudaError_t fill_uniform(void* dst, draftattn::DType dtype, int64_t count, float
                          cudaStream_t stream) {
   if (dtype == draftattn::DType::kBFloat16)
     fill_uniform_kernel<<<grid_for(count), kThreads, 0, stream>>>(static_cast<__nv_bfloat16*>(dst), count, lo, hi, seed);
-  else
+  else if (dtype == draftattn::DType::kFloat16)
     fill_uniform_kernel<<<grid_for(count), kThreads, 0, stream>>>(static_cast<__half*>(dst), count, lo, hi, seed);
+  else
+    fill_uniform_kernel<<<grid_for(count), kThreads, 0, stream>>>(static_cast<__nv_fp8_e4m3*>(dst), count, lo, hi, seed);
   return cudaGetLastError();
 }
 

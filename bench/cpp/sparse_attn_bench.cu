@@ -27,7 +27,7 @@ const char* const kUsage = R"(usage: sparse_attn_bench [flags]
   --heads N            heads (40)
   --tokens N           sequence length, need not be a multiple of 128 (75600)
   --head-dim 64|128    (128)
-  --dtype bf16|fp16    (bf16)
+  --dtype bf16|fp16|fp8  (bf16); fp8 (e4m3, V^T as the kernel reads it, bf16 out) is timed only
   --density LIST       comma list: fraction of kv blocks each query block lists (1,0.5,0.25,0.1)
   --rows uniform|uneven  uniform: one count for every row; uneven: counts spread over 0..2x (uniform)
   --partial            random partial block_lens (default: every block full up to --tokens)
@@ -78,7 +78,9 @@ Config parse(int argc, char** argv) {
 
   if (c.batch < 1 || c.heads < 1 || c.tokens < 1) usage_error("--batch, --heads and --tokens must be >= 1");
   if (c.head_dim != 64 && c.head_dim != 128) usage_error("--head-dim must be 64 or 128");
-  if (!bench::parse_dtype(dtype, &c.dtype)) usage_error("--dtype must be bf16 or fp16");
+  if (!bench::parse_dtype(dtype, &c.dtype)) usage_error("--dtype must be bf16, fp16 or fp8");
+  if (c.verify && c.dtype == DType::kFloat8E4M3)
+    usage_error("--verify covers bf16 and fp16; fp8 accuracy is tested by tests/test_fp8.py");
   if (rows == "uniform") c.spread = bench::RowSpread::kUniform;
   else if (rows == "uneven") c.spread = bench::RowSpread::kUneven;
   else usage_error("--rows must be uniform or uneven");
@@ -131,16 +133,27 @@ int main(int argc, char** argv) {
 
   // Contiguous (batch, tokens, heads, head_dim). Random values, never zeros: zeros would hide
   // output rows the kernel never writes. A wider q makes the softmax peaked, not flat.
+  // fp8 inputs take one byte of each 16-bit slot; fp8 V^T spans whole blocks.
+  const bool fp8 = c.dtype == DType::kFloat8E4M3;
+  const int num_blocks = (c.tokens + draftattn::kBlockSize - 1) / draftattn::kBlockSize;
   const int64_t elems = int64_t(c.batch) * c.tokens * c.heads * c.head_dim;
+  const int64_t v_t_elems = int64_t(c.batch) * c.heads * c.head_dim * num_blocks * draftattn::kBlockSize;
   const int64_t lse_elems = int64_t(c.batch) * c.heads * c.tokens;
-  bench::DeviceBuffer<uint16_t> q(elems), k(elems), v(elems), out(elems);
+  bench::DeviceBuffer<uint16_t> q(elems), k(elems), v(fp8 ? v_t_elems : elems), out(elems);
   bench::DeviceBuffer<float> lse(lse_elems);
   CUDA_CHECK(bench::fill_uniform(q.get(), c.dtype, elems, -2.f, 2.f, c.seed * 3 + 0, stream));
   CUDA_CHECK(bench::fill_uniform(k.get(), c.dtype, elems, -1.f, 1.f, c.seed * 3 + 1, stream));
-  CUDA_CHECK(bench::fill_uniform(v.get(), c.dtype, elems, -1.f, 1.f, c.seed * 3 + 2, stream));
+  CUDA_CHECK(bench::fill_uniform(v.get(), c.dtype, fp8 ? v_t_elems : elems, -1.f, 1.f, c.seed * 3 + 2, stream));
+  const int64_t block_scales = int64_t(c.batch) * c.heads * num_blocks;
+  bench::DeviceBuffer<float> q_descale(fp8 ? block_scales : 0), k_descale(fp8 ? block_scales : 0),
+      v_descale(fp8 ? int64_t(c.batch) * c.heads : 0);
+  if (fp8) {
+    CUDA_CHECK(bench::fill_uniform(q_descale.get(), block_scales, 0.5f, 1.f, c.seed * 3 + 3, stream));
+    CUDA_CHECK(bench::fill_uniform(k_descale.get(), block_scales, 0.5f, 1.f, c.seed * 3 + 4, stream));
+    CUDA_CHECK(bench::fill_uniform(v_descale.get(), int64_t(c.batch) * c.heads, 0.5f, 1.f, c.seed * 3 + 5, stream));
+  }
 
   std::mt19937_64 rng(c.seed);
-  const int num_blocks = (c.tokens + draftattn::kBlockSize - 1) / draftattn::kBlockSize;
   std::vector<int32_t> lens;
   if (c.partial) lens = bench::random_block_lens(c.tokens, rng);
   bench::DeviceBuffer<int32_t> lens_dev(lens.size());
@@ -159,6 +172,12 @@ int main(int argc, char** argv) {
   base.q_batch_stride = base.k_batch_stride = base.v_batch_stride = base.o_batch_stride = batch_stride;
   base.q_token_stride = base.k_token_stride = base.v_token_stride = base.o_token_stride = token_stride;
   base.q_head_stride = base.k_head_stride = base.v_head_stride = base.o_head_stride = c.head_dim;
+  if (fp8) {  // (batch, heads, head_dim, num_blocks * 128)
+    base.v_dim_stride = int64_t(num_blocks) * draftattn::kBlockSize;
+    base.v_head_stride = c.head_dim * base.v_dim_stride;
+    base.v_batch_stride = c.heads * base.v_head_stride;
+    base.q_descale = q_descale.get(), base.k_descale = k_descale.get(), base.v_descale = v_descale.get();
+  }
   base.block_lens = c.partial ? lens_dev.get() : nullptr;
   base.batch = c.batch, base.tokens = c.tokens, base.heads = c.heads, base.head_dim = c.head_dim;
   base.num_blocks = num_blocks;
