@@ -18,7 +18,7 @@ from .checks import validate_block_lists  # noqa: E402
 from .integration import DraftConfig, denoising_step_callback, disable, enable, set_step  # noqa: E402
 from .layout import VideoLayout  # noqa: E402
 from .ops import draft_select, mean_pool, quantize_fp8, sparse_attn, sparse_attn_fp8  # noqa: E402
-from .pipeline import draft_attention  # noqa: E402
+from .pipeline import draft_attention, draft_attention_regions  # noqa: E402
 
 __all__ = [
     "DraftConfig",
@@ -27,6 +27,7 @@ __all__ = [
     "denoising_step_callback",
     "disable",
     "draft_attention",
+    "draft_attention_regions",
     "draft_select",
     "enable",
     "mean_pool",

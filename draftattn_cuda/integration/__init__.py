@@ -1,7 +1,4 @@
-"""Switch diffusers video transformers (Wan2.1/2.2, CogVideoX) to draft attention.
-
-HunyuanVideo is not supported yet: it masks padded text keys on every call, and the ops have
-no per-sample key lengths.
+"""Switch diffusers video transformers (Wan2.1/2.2, HunyuanVideo, CogVideoX) to draft attention.
 
     stats = enable(pipe.transformer, DraftConfig(sparsity=0.9))
     pipe(..., callback_on_step_end=denoising_step_callback(pipe.transformer))

@@ -14,7 +14,11 @@ class DraftConfig:
     of self-attention layers that always stay dense, counted in the model's block order; None
     takes the model family's default (Wan and CogVideoX: block 0; HunyuanVideo: double-stream
     blocks 0-1). region: (rows, cols) of a draft region, rows * cols = 128. precision:
-    "native" (the model's fp16/bf16) or "fp8" (e4m3 attention).
+    "native" (the model's fp16/bf16) or "fp8" (e4m3 attention). permute_once: keep the whole
+    transformer in padded region-major token order from the patch embedding to the output
+    projection (rotary tables permuted to match), so no self-attention layer permutes; every
+    self-attention layer then runs through draft attention's kernel, the dense ones with all
+    blocks kept.
     """
 
     sparsity: float = 0.9
@@ -24,6 +28,7 @@ class DraftConfig:
     dense_layers: tuple | None = None
     region: tuple = (8, 16)
     precision: str = "native"
+    permute_once: bool = False
 
     def __post_init__(self):
         _require(_is_number(self.sparsity) and 0 <= self.sparsity <= 1, "sparsity", "a number in [0, 1]",
@@ -43,6 +48,7 @@ class DraftConfig:
                  self.region)
         object.__setattr__(self, "region", region)
         _require(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", self.precision)
+        _require(isinstance(self.permute_once, bool), "permute_once", "True or False", self.permute_once)
 
 
 def _require(ok, field, wanted, got):
