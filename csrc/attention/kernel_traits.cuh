@@ -35,14 +35,6 @@ struct AttentionTraits {
   static constexpr int kBlockN = 128;  // key rows per step = one region
   static constexpr int kStages = 2;    // K and V shared-memory stages
   static constexpr int kConsumerWarpgroups = 2;  // 64 query rows each
-  // Share of the softmax exponentials (of every 8 columns) computed on the FMA pipe: where
-  // the GEMMs are cheap next to the exponentials (head dim 64, fp8), MUFU alone is the
-  // bottleneck. DRAFTATTN_FMA_EXP2_PER8 overrides it for tuning builds.
-#ifdef DRAFTATTN_FMA_EXP2_PER8
-  static constexpr int kFmaExp2Per8 = DRAFTATTN_FMA_EXP2_PER8;
-#else
-  static constexpr int kFmaExp2Per8 = (kFp8 || HeadDim == 64) ? 2 : 0;
-#endif
   static constexpr int kConsumerThreads = 128 * kConsumerWarpgroups;
   static constexpr int kThreads = 128 + kConsumerThreads;  // warpgroup 0 produces
 

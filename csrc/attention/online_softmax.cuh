@@ -26,22 +26,7 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffff, x, 2);
 }
 
-// 2^x on the FMA pipe, for the share of exponentials the MUFU unit (16 per clock per SM)
-// cannot keep up with: x = j + f with j = floor(x), f in [0, 1); 2^f from a cubic through
-// (0, 1) and (1, 2) fitted for relative error (max 1.03e-4, below the rounding of P to 16 or
-// 8 bits); 2^j added to the exponent bits. Inputs at or below -127 (masked -inf included)
-// give a denormal, which the kernels' flush-to-zero arithmetic reads as 0.
-__device__ __forceinline__ float exp2_on_fma(float x) {
-  constexpr float kRoundingBias = 12582912.f;  // 1.5 * 2^23: floor(x) lands in the low mantissa bits
-  x = fmaxf(x, -127.f);
-  const float biased = __fadd_rd(x, kRoundingBias);
-  const float f = x - (biased - kRoundingBias);
-  const float two_f = fmaf(fmaf(fmaf(0.0782679702f, f, 0.226307682f), f, 0.695424348f), f, 1.f);
-  return __int_as_float(__float_as_int(two_f) + (__float_as_int(biased) << 23));
-}
-
-// kFmaPer8: of every 8 score columns a thread holds, how many take exp2_on_fma.
-template <int kRows, int kFmaPer8>
+template <int kRows>
 struct OnlineSoftmax {
   float row_max[kRows];  // in log2 units: max of score * scale_log2
   float row_sum[kRows];  // this thread's partial sum; quad-reduced in finalize()
@@ -76,8 +61,7 @@ struct OnlineSoftmax {
       float sum = row_sum[r] * correction[r];
 #pragma unroll
       for (int c = 0; c < size<1>(scores); ++c) {
-        const float x = scores(r, c) * scale_log2 - shift;
-        const float prob = c % 8 < kFmaPer8 ? exp2_on_fma(x) : exp2f(x);
+        const float prob = exp2f(scores(r, c) * scale_log2 - shift);
         scores(r, c) = prob;
         sum += prob;
       }

@@ -265,7 +265,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     const BlockList list = block_list_of(p, tile.batch, tile.head, tile.q_block);
     clear(tOrO);
     // fp8 probabilities are scaled into [0, 256] to use e4m3's range; the scale cancels.
-    OnlineSoftmax<kRows, Traits::kFmaExp2Per8> softmax(Traits::kFp8 ? 8.f : 0.f);
+    OnlineSoftmax<kRows> softmax(Traits::kFp8 ? 8.f : 0.f);
     const int64_t head_index = int64_t(tile.batch) * a.heads + tile.head;
     // fp8 scores carry the q and k dequantisation factors: folded into each step's scale.
     const float q_scale_log2 =
