@@ -140,3 +140,53 @@ def test_unknown_mask_form_falls_back_to_stock_processor():
     ours = attn.processor(attn, hidden, text, full_mask)
     stock = attn.processor.original(attn, hidden, text, full_mask)
     assert all(torch.equal(a, b) for a, b in zip(ours, stock))
+
+
+@pytest.mark.parametrize("text_first", [False, True])
+def test_draft_attention_text_lens_equals_dense_attention_under_the_key_mask(text_first, rng):
+    from attention_math import dense_attention, random_qkv
+    layout = VideoLayout(2, 10, 20, text_len=TEXT_LEN, text_first=text_first)
+    q, k, v = random_qkv((3, layout.tokens, 2, 64), torch.bfloat16, rng)
+    text_lens = torch.tensor([0, 40, 150])
+    out, stats = draft_attention(q, k, v, layout, sparsity=0.0, text_lens=text_lens, return_stats=True)
+    video = torch.ones(layout.video_tokens, dtype=torch.bool)
+    rows = []
+    for valid in text_lens.tolist():
+        text = torch.arange(TEXT_LEN) < valid
+        rows.append(torch.cat([text, video]) if text_first else torch.cat([video, text]))
+    valid_tokens = torch.stack(rows)
+    key_mask = valid_tokens[:, None, None, :].expand(3, 2, layout.tokens, layout.tokens)
+    want, _ = dense_attention(q, k, v, key_mask)
+    torch.testing.assert_close(out.float()[valid_tokens], want[valid_tokens], atol=2e-2, rtol=0)
+    assert torch.all(out[~valid_tokens] == 0)  # padded text query rows
+    assert torch.all(stats["density"] == 1.0)
+    assert stats["block_lens"].shape == (3, layout.num_blocks)
+
+
+def test_draft_attention_regions_equals_draft_attention(rng):
+    from attention_math import random_qkv
+    from draftattn_cuda import draft_attention_regions
+    layout = VideoLayout(2, 10, 20, text_len=TEXT_LEN)
+    q, k, v = random_qkv((2, layout.tokens, 2, 64), torch.bfloat16, rng)
+    text_lens = torch.tensor(VALID_TEXT)
+    want, want_stats = draft_attention(q, k, v, layout, sparsity=0.7, text_lens=text_lens, return_stats=True)
+    rows = layout.num_regions * 128 + TEXT_LEN  # text follows the video blocks unpadded
+    q_r, k_r, v_r = (layout.to_regions(t)[:, :rows] for t in (q, k, v))
+    out, stats = draft_attention_regions(q_r, k_r, v_r, layout, sparsity=0.7, text_lens=text_lens, return_stats=True)
+    assert torch.equal(stats["kv_indices"], want_stats["kv_indices"])
+    pad = torch.zeros(2, layout.padded_tokens - rows, 2, 64, dtype=out.dtype)
+    # Same lists; the reference's fp32 matmuls over a shorter sequence may round a value 1 bf16 ulp apart.
+    torch.testing.assert_close(layout.from_regions(torch.cat([out, pad], 1)), want, atol=1e-3, rtol=1e-2)
+
+
+@pytest.mark.parametrize("text_lens, message", [
+    (torch.tensor([1.0, 2.0]), "integer tensor"), (torch.tensor([1, 2, 3]), r"shape \(batch,\)"),
+    ([40, 150], "integer tensor"),
+])
+def test_bad_text_lens_are_named(text_lens, message):
+    layout = VideoLayout(2, 10, 20, text_len=TEXT_LEN)
+    q = torch.zeros(2, layout.tokens, 2, 64, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match=f"text_lens must be an {message}|text_lens must have {message}"):
+        draft_attention(q, q, q, layout, text_lens=text_lens)
+    with pytest.raises(ValueError, match="text_lens needs a layout with text"):
+        draft_attention(q[:, :400], q[:, :400], q[:, :400], VideoLayout(2, 10, 20), text_lens=torch.tensor([1, 2]))
