@@ -9,8 +9,7 @@ from draftattn_cuda.fidelity import cli
 from draftattn_cuda.fidelity.blocks import block_budget, forced_blocks
 from draftattn_cuda.fidelity.evaluate import METHODS, select_blocks
 from draftattn_cuda.fidelity.inputs import object_tracks, object_weights, video_qkv
-from draftattn_cuda.fidelity.metrics import block_mass, dense_reference, mass_recall, mean_cosine, relative_l2, \
-    sparse_output
+from draftattn_cuda.fidelity.metrics import dense_reference, mass_recall, mean_cosine, relative_l2, sparse_output
 from draftattn_cuda.fidelity.rotary import apply_rotary, rotary_angles
 
 # 3 frames of 16 x 32 (4 regions each) plus 40 text tokens after the video: 13 blocks.
@@ -23,35 +22,34 @@ def seed_of(rng):
 
 def case(seed, sharpness=2.0):
     q, k, v = video_qkv(LAYOUT, heads=2, head_dim=64, scene="video", sharpness=sharpness, seed=seed)
-    dense_out, row_block_mass = dense_reference(q, k, v, LAYOUT)
+    dense_out, true_mass = dense_reference(q, k, v, LAYOUT)
     pooled = [torch.ops.draftattn.mean_pool(t, *LAYOUT.op_args) for t in (q, k)]
-    return (q, k, v), dense_out, row_block_mass, pooled
+    return (q, k, v), dense_out, true_mass, pooled
 
 
-def masks(seed, density, pooled, row_block_mass):
+def masks(seed, density, pooled, true_mass):
     generator = torch.Generator().manual_seed(seed)
     budget = block_budget(LAYOUT, density)
-    true_mass = block_mass(row_block_mass, LAYOUT)
     return budget, {method: select_blocks(method, budget, LAYOUT, *pooled, true_mass, generator) for method in METHODS}
 
 
 def test_density_one_is_exact(rng):
     seed = seed_of(rng)
-    qkv, dense_out, row_block_mass, pooled = case(seed)
-    _, keeps = masks(seed, 1.0, pooled, row_block_mass)
+    qkv, dense_out, true_mass, pooled = case(seed)
+    _, keeps = masks(seed, 1.0, pooled, true_mass)
     # top-p stops short of blocks whose draft mass rounds to nothing (p cannot exceed 1)
     assert all(keep.all() for method, keep in keeps.items() if method != "topp")
     out = sparse_output(*qkv, keeps["oracle"], LAYOUT)
-    assert mass_recall(row_block_mass, keeps["oracle"], LAYOUT) == pytest.approx(1.0, abs=1e-5)
+    assert mass_recall(true_mass, keeps["oracle"], LAYOUT) == pytest.approx(1.0, abs=1e-5)
     assert relative_l2(out, dense_out) < 2e-3 and mean_cosine(out, dense_out) > 0.9999
 
 
 def test_budgets_met_with_diagonal_and_text_and_oracle_recalls_most(rng, density=0.3):
     seed = seed_of(rng)
-    _, _, row_block_mass, pooled = case(seed)
-    budget, keeps = masks(seed, density, pooled, row_block_mass)
+    _, _, true_mass, pooled = case(seed)
+    budget, keeps = masks(seed, density, pooled, true_mass)
     forced = forced_blocks(LAYOUT)
-    oracle_recall = mass_recall(row_block_mass, keeps["oracle"], LAYOUT)
+    oracle_recall = mass_recall(true_mass, keeps["oracle"], LAYOUT)
     for method, keep in keeps.items():
         assert (keep | forced == keep).all(), f"{method} drops a diagonal or text block"
         counts = keep.sum((-1, -2))
@@ -60,7 +58,7 @@ def test_budgets_met_with_diagonal_and_text_and_oracle_recalls_most(rng, density
         else:
             assert (counts == budget).all(), method
         if (counts == budget).all():
-            assert oracle_recall >= mass_recall(row_block_mass, keep, LAYOUT) - 1e-6, method
+            assert oracle_recall >= mass_recall(true_mass, keep, LAYOUT) - 1e-6, method
 
 
 def test_rotary_keeps_norms(rng):
@@ -78,14 +76,48 @@ def test_objects_move_across_frames(rng):
     assert (peak_token[:, 1:] != peak_token[:, :-1]).all()
 
 
-def test_cli_writes_json_and_reproducing_command(tmp_path, capsys):
+def test_dense_reference_against_the_full_attention_map(rng):
+    """Chunked output and block masses equal one full float64 softmax map summed over token blocks."""
+    q, k, v = video_qkv(LAYOUT, heads=2, head_dim=64, scene="video", seed=seed_of(rng))
+    out, mass = dense_reference(q, k, v, LAYOUT)
+    qf, kf, vf = (t.double().transpose(1, 2) for t in (q, k, v))
+    probs = torch.softmax(qf @ kf.transpose(-1, -2) / 8.0, -1)
+    torch.testing.assert_close(out.double(), (probs @ vf).transpose(1, 2), atol=5e-5, rtol=1e-4)
+    members = torch.nn.functional.one_hot(LAYOUT.model_index() // 128, LAYOUT.num_blocks).double()
+    torch.testing.assert_close(mass.double(), members.T @ probs @ members, atol=1e-4, rtol=1e-4)
+
+
+def test_cli_writes_json_tables_and_reproducing_command(tmp_path, capsys):
     path = tmp_path / "fidelity.json"
-    argv = ["--frames", "2", "--height", "8", "--width", "32", "--text-len", "20", "--seeds", "0",
-            "--density", "0.5", "--sharpness", "1", "--scenes", "video", "--json", str(path)]
+    argv = ["--shape", "2,8,32,2,64,20", "--shape", "1,16,24,1,128", "--seeds", "0", "--density", "0.5",
+            "--sharpness", "1", "--scenes", "video", "--json", str(path), "--markdown", str(tmp_path / "f.md")]
     cli.main(argv)
     printed = capsys.readouterr().out
-    assert "| method |" in printed and "reproduce: python -m draftattn_cuda.fidelity --frames 2" in printed
+    assert printed.rstrip().endswith("reproduce: python -m draftattn_cuda.fidelity " + " ".join(argv))
+    assert "shape `2,8,32,2,64,20`, scene `video`" in printed and "shape `1,16,24,1,128`" in printed
+    assert "best without the oracle" in printed
     result = json.loads(path.read_text())
-    assert {row["method"] for row in result["rows"]} == set(METHODS)
+    assert {(row["shape"], row["method"]) for row in result["rows"]} == {
+        (shape, method) for shape in ("2,8,32,2,64,20", "1,16,24,1,128") for method in METHODS}
     for row in result["summary"]:
         assert 0 < row["density"] <= 1 and 0 < row["recall"] <= 1 + 1e-6 and row["rel_l2"] >= 0
+    assert (tmp_path / "f.md").read_text().count("| method |") == 2
+
+
+def test_cli_heads_override_and_plots(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    cli.main(["--shape", "1,8,32,4,64", "--heads", "1", "--seeds", "1", "--density", "0.5", "--sharpness", "2",
+              "--scenes", "smooth", "--methods", "global,local", "--plot", str(tmp_path)])
+    png = tmp_path / "fidelity_1_8_32_4_64_smooth_sharpness2.png"
+    assert f"wrote {png}" in capsys.readouterr().out and png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("argv, message", [(["--shape", "1,2,300,64"], "not a flat sequence"),
+                                           (["--shape", "1,8,32,2,96"], "head_dim must be 64 or 128"),
+                                           (["--methods", "global,best"], "unknown ['best']"),
+                                           (["--density", "0"], "must be in (0, 1]"),
+                                           (["--device", "tpu"], "must be cpu or cuda")])
+def test_cli_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_args(argv)
+    assert message in capsys.readouterr().err

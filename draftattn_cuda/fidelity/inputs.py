@@ -16,9 +16,9 @@ SCENES = ("smooth", "video")
 FEATURE_STRENGTH = 2.5
 
 
-def token_grid(layout):
+def token_grid(layout, device="cpu"):
     """(frame, row, column) of every video token, each (video_tokens,) int64, in model order."""
-    f, y, x = torch.meshgrid(torch.arange(layout.frames), torch.arange(layout.height), torch.arange(layout.width),
+    f, y, x = torch.meshgrid(*(torch.arange(n, device=device) for n in (layout.frames, layout.height, layout.width)),
                              indexing="ij")
     return f.flatten(), y.flatten(), x.flatten()
 
@@ -26,7 +26,7 @@ def token_grid(layout):
 def smooth_field(layout, channels, generator, cell=6):
     """(video_tokens, channels) unit-variance field that varies slowly in space and time."""
     coarse = torch.randn(1, channels, math.ceil(layout.frames / 2) + 1, math.ceil(layout.height / cell) + 1,
-                         math.ceil(layout.width / cell) + 1, generator=generator)
+                         math.ceil(layout.width / cell) + 1, generator=generator, device=generator.device)
     field = torch.nn.functional.interpolate(coarse, size=(layout.frames, layout.height, layout.width),
                                             mode="trilinear", align_corners=True)
     field = field.flatten(2).transpose(0, 2).squeeze(-1)
@@ -39,17 +39,19 @@ def object_tracks(layout, count, generator):
     Moving at least a quarter of a region per frame, an object's tokens end up in other
     regions in later frames than in the first.
     """
-    start = torch.rand(count, 2, generator=generator) * torch.tensor([layout.height, layout.width])
-    speed = 3 + 5 * torch.rand(count, 2, generator=generator)
-    sign = torch.randint(0, 2, (count, 2), generator=generator) * 2 - 1
-    frames = torch.arange(layout.frames, dtype=torch.float32)[None, :, None]
+    device = generator.device
+    size = torch.tensor([float(layout.height), float(layout.width)], device=device)
+    start = torch.rand(count, 2, generator=generator, device=device) * size
+    speed = 3 + 5 * torch.rand(count, 2, generator=generator, device=device)
+    sign = torch.randint(0, 2, (count, 2), generator=generator, device=device) * 2 - 1
+    frames = torch.arange(layout.frames, dtype=torch.float32, device=device)[None, :, None]
     centres = start[:, None, :] + (speed * sign)[:, None, :] * frames
-    return centres % torch.tensor([float(layout.height), float(layout.width)])
+    return centres % size
 
 
 def object_weights(layout, centres, radius=5.0):
     """(count, video_tokens) soft disc of each object around its centre in its frame (torus distance)."""
-    f, y, x = token_grid(layout)
+    f, y, x = token_grid(layout, centres.device)
     centre = centres[:, f]
     dy = (y - centre[..., 0]).abs()
     dx = (x - centre[..., 1]).abs()
@@ -64,13 +66,15 @@ def repeated_structure(layout, channels, generator, copies=3, size=(4, 4)):
     Returns (weights (video_tokens,), content (video_tokens, channels)): copies share the motif's
     features position by position, so a token attends to its twins far away in the frame.
     """
-    motif = FEATURE_STRENGTH * torch.randn(size[0], size[1], channels, generator=generator)
-    rows = torch.randint(0, layout.height - size[0] + 1, (copies,), generator=generator)
+    device = generator.device
+    motif = FEATURE_STRENGTH * torch.randn(size[0], size[1], channels, generator=generator, device=device)
+    rows = torch.randint(0, layout.height - size[0] + 1, (copies,), generator=generator, device=device)
     span = max(layout.width // copies, size[1])
-    cols = [min(i * span + int(torch.randint(0, span - size[1] + 1, (1,), generator=generator)), layout.width - size[1])
+    cols = [min(i * span + int(torch.randint(0, span - size[1] + 1, (1,), generator=generator, device=device)),
+                layout.width - size[1])
             for i in range(copies)]
-    weights = torch.zeros(layout.frames, layout.height, layout.width)
-    content = torch.zeros(layout.frames, layout.height, layout.width, channels)
+    weights = torch.zeros(layout.frames, layout.height, layout.width, device=device)
+    content = torch.zeros(layout.frames, layout.height, layout.width, channels, device=device)
     for row, col in zip(rows.tolist(), cols):
         weights[:, row:row + size[0], col:col + size[1]] = 1
         content[:, row:row + size[0], col:col + size[1]] = motif
@@ -91,7 +95,7 @@ def scene_content(layout, channels, scene, generator, objects=3):
     if scene != "video":
         raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
     weights = object_weights(layout, object_tracks(layout, objects, generator))
-    features = FEATURE_STRENGTH * torch.randn(objects, channels, generator=generator)
+    features = FEATURE_STRENGTH * torch.randn(objects, channels, generator=generator, device=generator.device)
     for weight, feature in zip(weights, features):
         content = paint(content, weight, feature.expand_as(content))
     return paint(content, *repeated_structure(layout, channels, generator))
@@ -99,23 +103,27 @@ def scene_content(layout, channels, scene, generator, objects=3):
 
 def with_text(layout, video, generator):
     """Adds random text tokens before or after the video tokens, as the layout says."""
-    text = torch.randn(video.shape[0], layout.text_len, *video.shape[2:], generator=generator)
+    text = torch.randn(video.shape[0], layout.text_len, *video.shape[2:], generator=generator, device=video.device)
     return torch.cat([text, video] if layout.text_first else [video, text], 1)
 
 
-def video_qkv(layout, heads, head_dim, scene="video", sharpness=1.0, seed=0, noise=0.5, dtype=torch.float16):
-    """q, k, v (1, layout.tokens, heads, head_dim) in model order; sharpness scales q."""
-    generator = torch.Generator().manual_seed(seed)
+def video_qkv(layout, heads, head_dim, scene="video", sharpness=1.0, seed=0, noise=0.5, dtype=torch.float16,
+              device="cpu"):
+    """q, k, v (1, layout.tokens, heads, head_dim) in model order; sharpness scales q.
+
+    Built on `device` with a generator there: a seed gives other inputs on a GPU than on the CPU.
+    """
+    generator = torch.Generator(device).manual_seed(seed)
     content = scene_content(layout, heads * head_dim, scene, generator).view(1, layout.video_tokens, heads, head_dim)
     # A self-similarity logit of about 12 at sharpness 1: most mass near a token, not all of it.
     amplitude = (12.0 / head_dim**0.5) ** 0.5
-    angles = rotary_angles(*token_grid(layout), head_dim)
+    angles = rotary_angles(*token_grid(layout, generator.device), head_dim)
 
     def noisy_copy():
-        return content + noise * torch.randn(content.shape, generator=generator)
+        return content + noise * torch.randn(content.shape, generator=generator, device=generator.device)
 
     q = with_text(layout, apply_rotary(amplitude * sharpness * noisy_copy(), angles), generator)
     k = with_text(layout, apply_rotary(amplitude * noisy_copy(), angles), generator)
-    mixing = torch.randn(heads, head_dim, head_dim, generator=generator) / head_dim**0.5
+    mixing = torch.randn(heads, head_dim, head_dim, generator=generator, device=generator.device) / head_dim**0.5
     v = with_text(layout, torch.einsum("bthd,hde->bthe", noisy_copy(), mixing), generator)
     return tuple(t.to(dtype).contiguous() for t in (q, k, v))

@@ -3,46 +3,54 @@ import torch
 
 from .blocks import keep_to_lists
 
+# Elements of one chunk of fp32 scores in dense_reference (1 GiB): small shapes take 1024 query
+# rows at a time, a full Wan-14B shape about 80.
+CHUNK_ELEMENTS = 1 << 28
 
-def token_blocks(layout):
+
+def token_blocks(layout, device="cpu"):
     """(tokens,) int64: the block of every model-order token."""
-    return layout.model_index() // 128
+    return layout.model_index(device) // 128
 
 
-def dense_reference(q, k, v, layout, rows_per_chunk=1024):
-    """Dense fp32 attention in model order, in query chunks so the full map is never held.
+def dense_reference(q, k, v, layout):
+    """Dense fp32 attention over q, k, v (1, tokens, heads, dim) in model order, in query chunks
+    so the full map is never held.
 
-    Returns (out (1, tokens, heads, dim), row_block_mass (1, heads, tokens, nb)): the softmax
-    mass each query token puts on each key block.
+    Returns (out (1, tokens, heads, dim) fp32, block_mass (1, heads, nb, nb)): block_mass[i, j]
+    is the softmax mass that the query tokens of block i put on the key tokens of block j.
+    Keys run in region-major order (padding rows masked out), so a key block's mass is a sum
+    over 128 consecutive columns.
     """
-    qf, kf, vf = (t.float().transpose(1, 2) for t in (q, k, v))
-    members = torch.nn.functional.one_hot(token_blocks(layout), layout.num_blocks).float()
+    device, heads = q.device, q.shape[2]
+    nb = layout.num_blocks
+    key_bias = torch.where(layout.region_index(device) >= 0, 0.0, float("-inf"))
+    kf, vf = (layout.to_regions(t).float().transpose(1, 2) for t in (k, v))
+    qf = q.float().transpose(1, 2)
+    query_blocks = token_blocks(layout, device)
     scale = q.shape[-1] ** -0.5
-    outs, masses = [], []
+    rows_per_chunk = max(1, min(1024, CHUNK_ELEMENTS // (heads * layout.padded_tokens)))
+    outs = []
+    mass = torch.zeros(1, heads, nb, nb, device=device)
     for start in range(0, layout.tokens, rows_per_chunk):
-        probs = torch.softmax(qf[:, :, start:start + rows_per_chunk] @ kf.transpose(-1, -2) * scale, -1)
+        stop = min(start + rows_per_chunk, layout.tokens)
+        probs = torch.softmax(qf[:, :, start:stop] @ kf.transpose(-1, -2) * scale + key_bias, -1)
         outs.append(probs @ vf)
-        masses.append(probs @ members)
-    return torch.cat(outs, 2).transpose(1, 2), torch.cat(masses, 2)
+        mass.index_add_(2, query_blocks[start:stop], probs.view(1, heads, stop - start, nb, 128).sum(-1))
+    return torch.cat(outs, 2).transpose(1, 2), mass
 
 
-def block_mass(row_block_mass, layout):
-    """(1, heads, nb, nb): total softmax mass of each (query block, key block) pair."""
-    members = torch.nn.functional.one_hot(token_blocks(layout), layout.num_blocks).float()
-    return members.T @ row_block_mass
-
-
-def mass_recall(row_block_mass, keep, layout):
+def mass_recall(block_mass, keep, layout):
     """Fraction of each query token's softmax mass inside its kept key blocks, averaged over tokens and heads."""
-    kept_for_token = keep[:, :, token_blocks(layout)]
-    return (row_block_mass * kept_for_token).sum(-1).mean().item()
+    heads = block_mass.shape[1]
+    return ((block_mass * keep).sum() / (heads * layout.tokens)).item()
 
 
 def sparse_output(q, k, v, keep, layout):
-    """sparse_attn (the CPU reference) over the kept blocks, run region-major, returned in model order."""
+    """sparse_attn (on q's device: the CPU reference or the CUDA kernel) over the kept blocks, in model order."""
     kv_indices, kv_counts = keep_to_lists(keep)
     out, _ = torch.ops.draftattn.sparse_attn(layout.to_regions(q), layout.to_regions(k), layout.to_regions(v),
-                                             kv_indices, kv_counts, layout.block_lens(), None)
+                                             kv_indices, kv_counts, layout.block_lens(q.device), None)
     return layout.from_regions(out)
 
 
@@ -57,5 +65,5 @@ def mean_cosine(got, want):
 
 def token_pair_density(keep, layout):
     """Kept fraction of (valid query, valid key) token pairs, averaged over heads."""
-    lens = layout.block_lens().double()
+    lens = layout.block_lens(keep.device).double()
     return ((lens[:, None] * lens[None, :] * keep).sum((-1, -2)) / layout.tokens**2).mean().item()

@@ -11,14 +11,14 @@ def band_pairs(head_dim):
     return pairs - 2 * (pairs // 3), pairs // 3, pairs // 3
 
 
-def band_frequencies(pairs, theta=10000.0):
+def band_frequencies(pairs, theta=10000.0, device="cpu"):
     """Frequencies of one band, computed over that band's own width as in Wan's rope_params."""
-    return 1.0 / theta ** (torch.arange(pairs, dtype=torch.float64) * 2 / (2 * pairs))
+    return 1.0 / theta ** (torch.arange(pairs, dtype=torch.float64, device=device) * 2 / (2 * pairs))
 
 
 def rotary_angles(frame, row, col, head_dim):
     """(tokens, head_dim/2) angles from each token's (frame, row, column) position."""
-    bands = [band_frequencies(pairs) for pairs in band_pairs(head_dim)]
+    bands = [band_frequencies(pairs, device=frame.device) for pairs in band_pairs(head_dim)]
     return torch.cat([position.double().unsqueeze(-1) * freqs for position, freqs in zip((frame, row, col), bands)], -1)
 
 

@@ -7,41 +7,48 @@ import torch
 from .blocks import forced_blocks, keep_top, video_block_ids
 
 
-def region_coordinates(layout):
+def region_coordinates(layout, device="cpu"):
     """(num_regions, 3) float (frame, region row, region column) of every region, in region order."""
-    f, y, x = torch.meshgrid(torch.arange(layout.frames), torch.arange(layout.regions_y),
-                             torch.arange(layout.regions_x), indexing="ij")
+    f, y, x = torch.meshgrid(*(torch.arange(n, device=device) for n in (layout.frames, layout.regions_y,
+                                                                        layout.regions_x)), indexing="ij")
     return torch.stack([f.flatten(), y.flatten(), x.flatten()], -1).float()
+
+
+def exact_distances(a, b):
+    """Euclidean distances without cdist's matrix-product shortcut, whose rounding would break ties."""
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
 
 
 def video_scores(layout, region_scores):
     """(nb, nb) scores with region_scores (S, S) on the video blocks and -inf on text (text is forced)."""
-    scores = torch.full((layout.num_blocks, layout.num_blocks), float("-inf"))
-    video = video_block_ids(layout)
+    device = region_scores.device
+    scores = torch.full((layout.num_blocks, layout.num_blocks), float("-inf"), device=device)
+    video = video_block_ids(layout, device)
     scores[video[:, None], video[None, :]] = region_scores
     return scores
 
 
-def local_window_scores(layout):
+def local_window_scores(layout, device="cpu"):
     """Nearer regions in (frame, row, column) first: a 3D window that grows with the budget."""
-    coords = region_coordinates(layout)
-    return video_scores(layout, -torch.cdist(coords, coords))
+    coords = region_coordinates(layout, device)
+    return video_scores(layout, -exact_distances(coords, coords))
 
 
-def radial_scores(layout):
+def radial_scores(layout, device="cpu"):
     """Spatial distance weighted by 2^floor(log2(1 + frame distance)), after Radial Attention:
     the spatial window halves with every doubling of the frame distance."""
-    coords = region_coordinates(layout)
+    coords = region_coordinates(layout, device)
     frame_gap = (coords[:, None, 0] - coords[None, :, 0]).abs()
-    spatial = torch.cdist(coords[:, 1:], coords[:, 1:])
+    spatial = exact_distances(coords[:, 1:], coords[:, 1:])
     return video_scores(layout, -(1 + spatial) * torch.exp2(torch.floor(torch.log2(1 + frame_gap))))
 
 
 def static_keep(layout, scores, heads, budget):
     """The same mask for every head: forced blocks, then the best `scores` up to `budget`."""
-    return keep_top(scores.expand(1, heads, -1, -1), forced_blocks(layout), budget)
+    return keep_top(scores.expand(1, heads, -1, -1), forced_blocks(layout, scores.device), budget)
 
 
-def random_keep(layout, heads, budget, generator):
-    scores = torch.rand(1, heads, layout.num_blocks, layout.num_blocks, generator=generator)
-    return keep_top(scores, forced_blocks(layout), budget)
+def random_keep(layout, heads, budget, generator, device="cpu"):
+    """Random blocks per head, drawn with a CPU `generator` so a seed gives the same mask on every device."""
+    scores = torch.rand(1, heads, layout.num_blocks, layout.num_blocks, generator=generator).to(device)
+    return keep_top(scores, forced_blocks(layout, device), budget)
