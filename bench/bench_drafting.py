@@ -2,24 +2,32 @@
 
   layout+pool   to_regions_and_pool(q, k, v): region-major q, k, v plus pooled q, k
   pool q,k      mean_pool of q and of k alone (the drafting share of that pass)
-  draft map+sel draft_select, per rule (logits, softmax, thresholds, block lists)
+  draft map+sel draft_select, per rule (logits, softmax, thresholds, block lists); also
+                replayed from a CUDA graph, which leaves out host work (allocation, launches)
   from_regions  the inverse layout of the attention output
   attention     sparse_attn at 90% sparsity (global rule), for the drafting / attention ratio
 
-Memory floor = bytes that must be read + written / 3.0 TB/s; ratio = time / floor.
+Per stage: the kernels of mean_pool and draft_select timed by torch.profiler (microseconds
+per call, summed per stage). Memory floor = bytes that must be read + written / 3.0 TB/s.
 
-  python bench/bench_drafting.py [--shape wan14b_720p] [--reps 20] [--json PATH]
+Drafting = pool q,k + draft map + global selection, reported as a share of the attention
+time (measured, or --attention-ms to compare against a given time; the bar is 3%).
+
+  python bench/bench_drafting.py [--shape wan14b_720p] [--reps 20] [--attention-ms 24.5] [--json PATH]
 """
 import argparse
 import json
+from collections import OrderedDict
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 import draftattn_cuda
 from draftattn_cuda import VideoLayout
 
 ops = torch.ops.draftattn
 FLOOR_BYTES_PER_S = 3.0e12
+BAR = 0.03
 
 # name: (frames, height, width, heads, head_dim, text_len, text_first); Wan-14B 720p first.
 SHAPES = {
@@ -30,6 +38,19 @@ SHAPES = {
     "hunyuan_768p": (33, 48, 80, 24, 128, 256, False),
     "cogvideox_480p": (13, 30, 45, 48, 64, 226, True),
 }
+
+# Kernel name fragment -> stage label, in pipeline order.
+STAGES = [
+    ("gather_regions_kernel", "pool (gather_regions)"),
+    ("draft_logits_kernel", "logits (+ state zeroing)"),
+    ("draft_softmax_kernel", "softmax (+ digit 0)"),
+    ("digit_kernel<1>", "digit 1"),
+    ("digit_kernel<2>", "digit 2"),
+    ("split_ties_kernel", "tie split"),
+    ("row_threshold_kernel", "row threshold"),
+    ("emit_block_lists_kernel", "emit block lists"),
+    ("emset", "memset"),
+]
 
 
 def median_ms(fn, reps):
@@ -47,7 +68,39 @@ def median_ms(fn, reps):
     return sorted(times)[len(times) // 2]
 
 
-def bench_shape(name, reps, attention):
+def graph_median_ms(fn, reps):
+    """Median time of one replay of a CUDA graph holding one call of fn."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return median_ms(graph.replay, reps)
+
+
+def stage_us(fn, calls):
+    """Kernel time per call of fn, microseconds, summed per stage (torch.profiler)."""
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    stages = OrderedDict()
+    for event in prof.key_averages():
+        us = getattr(event, "self_device_time_total", 0.0)
+        if us <= 0:
+            continue
+        label = next((stage for fragment, stage in STAGES if fragment in event.key), event.key[:40])
+        stages[label] = stages.get(label, 0.0) + us / calls
+    order = [stage for _, stage in STAGES]
+    return OrderedDict(sorted(stages.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+
+
+def bench_shape(name, reps, attention, attention_ms):
     frames, height, width, heads, head_dim, text_len, text_first = SHAPES[name]
     layout = VideoLayout(frames, height, width, text_len=text_len, text_first=text_first)
     gen = torch.Generator(device="cuda").manual_seed(0)
@@ -58,7 +111,7 @@ def bench_shape(name, reps, attention):
     region_bytes = layout.padded_tokens * heads * head_dim * elem
     video_bytes = layout.video_tokens * heads * head_dim * elem
     pooled_bytes = heads * S * head_dim * 4
-    rows = {}
+    rows, stages = {}, {}
 
     def record(label, ms, floor_bytes):
         floor_ms = floor_bytes / FLOOR_BYTES_PER_S * 1e3
@@ -66,43 +119,57 @@ def bench_shape(name, reps, attention):
 
     record("layout+pool", median_ms(lambda: ops.to_regions_and_pool(q, k, v, *layout.op_args), reps),
            3 * model_bytes + 3 * region_bytes + 2 * pooled_bytes)
-    record("pool q,k", median_ms(lambda: (ops.mean_pool(q, *layout.op_args), ops.mean_pool(k, *layout.op_args)), reps),
-           2 * video_bytes + 2 * pooled_bytes)
+
+    def pool():
+        return ops.mean_pool(q, *layout.op_args), ops.mean_pool(k, *layout.op_args)
+
+    record("pool q,k", median_ms(pool, reps), 2 * video_bytes + 2 * pooled_bytes)
+    stages["pool q,k"] = stage_us(pool, 10)
     q_regions, k_regions, v_regions, q_pooled, k_pooled = ops.to_regions_and_pool(q, k, v, *layout.op_args)
     list_bytes = heads * layout.num_blocks * (layout.num_blocks + 1) * 4
     for rule in ("global", "topk", "topp"):
-        record(f"draft map+sel {rule}",
-               median_ms(lambda: ops.draft_select(q_pooled, k_pooled, rule, 0.9, 0.9, layout.text_blocks,
-                                                  layout.text_first), reps),
-               2 * pooled_bytes + list_bytes)
+        def select(rule=rule):
+            return ops.draft_select(q_pooled, k_pooled, rule, 0.9, 0.9, layout.text_blocks, layout.text_first)
+
+        label = f"draft map+sel {rule}"
+        record(label, median_ms(select, reps), 2 * pooled_bytes + list_bytes)
+        record(f"{label} (graph)", graph_median_ms(select, reps), 2 * pooled_bytes + list_bytes)
+        stages[label] = stage_us(select, 10)
     out_regions = torch.randn(v_regions.shape, device="cuda", generator=gen, dtype=torch.bfloat16)
     record("from_regions", median_ms(lambda: ops.from_regions(out_regions, *layout.op_args), reps),
            2 * model_bytes)
 
     result = {"shape": name, "tokens": layout.tokens, "heads": heads, "head_dim": head_dim, "regions": S,
-              "timings": rows}
-    drafting_ms = rows["pool q,k"]["ms"] + rows["draft map+sel global"]["ms"]
-    result["drafting_ms"] = drafting_ms
+              "timings": rows, "stages_us": stages}
+    result["drafting_ms"] = rows["pool q,k"]["ms"] + rows["draft map+sel global"]["ms"]
     if attention:
         kv_indices, kv_counts = ops.draft_select(q_pooled, k_pooled, "global", 0.9, 0.9, layout.text_blocks,
                                                  layout.text_first)
         block_lens = layout.block_lens("cuda")
-        attn_ms = median_ms(lambda: draftattn_cuda.sparse_attn(q_regions, k_regions, v_regions, kv_indices,
-                                                               kv_counts, block_lens), max(3, reps // 4))
-        result["attention_90_ms"] = attn_ms
-        result["drafting_over_attention"] = drafting_ms / attn_ms
+        result["attention_90_ms"] = median_ms(
+            lambda: draftattn_cuda.sparse_attn(q_regions, k_regions, v_regions, kv_indices, kv_counts, block_lens),
+            max(3, reps // 4))
+    if attention_ms is not None:
+        result["attention_90_ms"] = attention_ms
+    if "attention_90_ms" in result:
+        result["drafting_over_attention"] = result["drafting_ms"] / result["attention_90_ms"]
     return result
 
 
 def print_result(r):
     print(f"\n{r['shape']}: {r['tokens']} tokens x {r['heads']} heads x {r['head_dim']}, S={r['regions']} regions")
-    print(f"  {'op':<24}{'ms':>10}{'floor ms':>11}{'ratio':>8}")
+    print(f"  {'op':<32}{'ms':>10}{'floor ms':>11}{'ratio':>8}")
     for label, t in r["timings"].items():
-        print(f"  {label:<24}{t['ms']:>10.3f}{t['floor_ms']:>11.3f}{t['ratio']:>8.2f}")
+        print(f"  {label:<32}{t['ms']:>10.3f}{t['floor_ms']:>11.3f}{t['ratio']:>8.2f}")
+    for op, stages in r["stages_us"].items():
+        total = sum(stages.values())
+        parts = ", ".join(f"{stage} {us:.1f}" for stage, us in stages.items())
+        print(f"  {op} kernels, us per call: {parts}; sum {total:.1f}")
     line = f"  drafting (pool q,k + draft map + global selection): {r['drafting_ms']:.3f} ms"
     if "attention_90_ms" in r:
-        line += (f"; sparse attention at 90%: {r['attention_90_ms']:.3f} ms"
-                 f" -> drafting = {100 * r['drafting_over_attention']:.2f}% of attention")
+        share = r["drafting_over_attention"]
+        line += (f"; sparse attention at 90%: {r['attention_90_ms']:.3f} ms -> drafting = {100 * share:.2f}% of"
+                 f" attention (bar {100 * BAR:.0f}%: {'met' if share <= BAR else 'NOT met'})")
     print(line)
 
 
@@ -111,6 +178,8 @@ def main():
     parser.add_argument("--shape", action="append", choices=list(SHAPES), help="shapes to run (default: all)")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--no-attention", action="store_true", help="skip timing sparse_attn")
+    parser.add_argument("--attention-ms", type=float, help="attention time to compare drafting against "
+                        "(instead of the measured one)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -119,7 +188,8 @@ def main():
     print(f"card: {card}; memory floor at {FLOOR_BYTES_PER_S / 1e12:.1f} TB/s")
     results = []
     for name in args.shape or list(SHAPES):
-        results.append(bench_shape(name, args.reps, not args.no_attention))
+        measure = not args.no_attention and args.attention_ms is None
+        results.append(bench_shape(name, args.reps, measure, args.attention_ms))
         print_result(results[-1])
         torch.cuda.empty_cache()
     if args.json:

@@ -158,10 +158,94 @@ def test_selection_large_draft_map(rng):
     q_pooled = torch.randn(1, 1, 4096, 64, generator=rng) * 0.6
     k_pooled = torch.randn(1, 1, 4096, 64, generator=rng) * 0.6
     probs = draft_probs(q_pooled, k_pooled).float()
-    for rule in ("global", "topk"):
+    for rule in ("global", "topk", "topp"):
         got = ops.draft_select(q_pooled.to(DEV), k_pooled.to(DEV), rule, 0.9, 0.9, 0, False)
         want = ops.draft_select(q_pooled, k_pooled, rule, 0.9, 0.9, 0, False)
         assert_same_selection(got, want, probs, rule)
+
+
+# Region counts around the per-row kernel's key widths (8, 32, 64, 128 keys per lane) and
+# the digit passes' 32K-entry slices; none a multiple of anything in particular.
+ROW_SIZES = [1, 2, 31, 33, 255, 257, 1000, 1025, 2047, 2049, 4096]
+
+
+@pytest.mark.parametrize("S", ROW_SIZES)
+def test_per_row_rules_every_key_width(S, rng):
+    q_pooled = torch.randn(1, 2, S, 64, generator=rng) * 0.6
+    k_pooled = torch.randn(1, 2, S, 64, generator=rng) * 0.6
+    probs = draft_probs(q_pooled, k_pooled).float()
+    for rule, level in (("topk", 0.9), ("topk", 0.0), ("topk", 1.0), ("topp", 0.9), ("topp", 0.3), ("topp", 1.0)):
+        args = (rule, level, level if rule == "topp" else 0.9, 1, False)
+        got = ops.draft_select(q_pooled.to(DEV), k_pooled.to(DEV), *args)
+        want = ops.draft_select(q_pooled, k_pooled, *args)
+        assert_same_selection(got, want, probs, rule, slice(0, S))
+
+
+@pytest.mark.parametrize("S", [33, 1025, 2049, 4096])
+def test_tied_rows_every_key_width(S):
+    """Few distinct logits per row, exact on both sides: every rule must pick the same
+    lowest columns among equal values, and the global cut splits large tie groups that span
+    many rows (the tie counts of many CTAs are combined)."""
+    gen = torch.Generator().manual_seed(S)
+    q_pooled = patterned(S, 64, 2, gen).view(1, 1, S, 64)
+    k_pooled = patterned(S, 64, 3, gen).view(1, 1, S, 64)
+    for rule, level in (("global", 0.9), ("global", 0.37), ("topk", 0.9), ("topk", 0.5), ("topp", 0.9),
+                        ("topp", 0.5)):
+        args = (rule, level, level if rule == "topp" else 0.9, 0, False)
+        got = ops.draft_select(q_pooled.to(DEV), k_pooled.to(DEV), *args)
+        assert_same_selection(got, ops.draft_select(q_pooled, k_pooled, *args))
+
+
+@pytest.mark.parametrize("S", [64, 256, 1024, 4096])
+def test_top_p_exactly_at_a_partial_sum(S):
+    """Uniform rows (p = 1/S exactly on both sides): the mass before entry k is (k-1)/S, so
+    top_p = 1/4, 1/2 lands exactly on a partial sum, which must not be kept."""
+    pooled = torch.zeros(1, 1, S, 64)
+    for top_p in (0.25, 0.5, 1.0):
+        got = ops.draft_select(pooled.to(DEV), pooled.to(DEV), "topp", 0.0, top_p, 0, False)
+        want = ops.draft_select(pooled, pooled, "topp", 0.0, top_p, 0, False)
+        assert_same_selection(got, want)
+        kept = int(top_p * S)
+        diagonal_extra = (torch.arange(S) >= kept).long()
+        assert torch.equal(got[1].cpu()[0, 0].long(), kept + diagonal_extra)
+
+
+def test_global_rule_on_many_heads_and_batches(rng):
+    """batch 2 x 5 heads: every head has its own select state and threshold."""
+    layout = VideoLayout(3, 45, 80, text_len=130)
+    S = layout.num_regions
+    q_pooled = torch.randn(2, 5, S, 128, generator=rng) * 0.5
+    k_pooled = torch.randn(2, 5, S, 128, generator=rng) * 0.5
+    probs = draft_probs(q_pooled, k_pooled).float()
+    for level in (0.9, 0.5):
+        args = ("global", level, 0.9, layout.text_blocks, layout.text_first)
+        got = ops.draft_select(q_pooled.to(DEV), k_pooled.to(DEV), *args)
+        assert_same_selection(got, ops.draft_select(q_pooled, k_pooled, *args), probs, "global", slice(0, S))
+
+
+def poison_cached_memory(nbytes):
+    """Leaves a block of 0xff bytes (NaN floats, all-ones counters) in the caching allocator,
+    which the next allocation of a similar size reuses: kernels must not read stale scratch."""
+    torch.full((nbytes,), 255, dtype=torch.uint8, device=DEV)
+    torch.cuda.synchronize()
+
+
+def test_selection_ignores_stale_workspace_and_is_deterministic():
+    gen = torch.Generator().manual_seed(11)
+    S = 2000
+    q_pooled = torch.stack([patterned(S, 64, 2, gen), torch.randn(S, 64, generator=gen) * 0.5]).unsqueeze(0)
+    k_pooled = torch.stack([patterned(S, 64, 3, gen), torch.randn(S, 64, generator=gen) * 0.5]).unsqueeze(0)
+    q_dev, k_dev = q_pooled.to(DEV), k_pooled.to(DEV)
+    for rule in ("global", "topk", "topp"):
+        args = (rule, 0.8, 0.8, 2, True)
+        clean = ops.draft_select(q_dev, k_dev, *args)
+        for _ in range(3):
+            poison_cached_memory(2 * 4 * S * S + (1 << 20))
+            again = ops.draft_select(q_dev, k_dev, *args)
+            assert torch.equal(again[0], clean[0]) and torch.equal(again[1], clean[1])
+        want = ops.draft_select(q_pooled, k_pooled, *args)
+        got_mask, want_mask = selection_masks(*(t.cpu() for t in clean)), selection_masks(*want)
+        assert torch.equal(got_mask[:, 0], want_mask[:, 0]), f"{rule}: tied head differs"
 
 
 def test_selection_from_full_wan_shape_regions():

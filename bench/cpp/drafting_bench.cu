@@ -155,17 +155,12 @@ int main(int argc, char** argv) {
 
   // draft_select on the pooled q, k just produced (real means of random tokens).
   const int batch_heads = batch * heads;
-  bench::DeviceBuffer<float> scores(batch_heads * draftattn::draft_scores_head_stride(S));
-  bench::DeviceBuffer<float> row_partials(int64_t(batch_heads) * S * draftattn::draft_column_tiles(S) * 2);
-  bench::DeviceBuffer<uint32_t> select_state(int64_t(batch_heads) * draftattn::kDraftSelectStateWords);
-  bench::DeviceBuffer<uint32_t> candidates(int64_t(batch_heads) * S * S);
-  bench::DeviceBuffer<uint32_t> row_key(int64_t(batch_heads) * S);
-  bench::DeviceBuffer<int32_t> row_ties(int64_t(batch_heads) * S), kv_counts(int64_t(batch_heads) * nb);
+  bench::DeviceBuffer<uint8_t> workspace(draftattn::draft_select_workspace_bytes(batch_heads, S, rule));
+  bench::DeviceBuffer<int32_t> kv_counts(int64_t(batch_heads) * nb);
   bench::DeviceBuffer<int32_t> kv_indices(int64_t(batch_heads) * nb * nb);
   draftattn::DraftSelectArgs select{};
   select.q_pooled = pooled[0].get(), select.k_pooled = pooled[1].get();
-  select.scores = scores.get(), select.row_partials = row_partials.get(), select.select_state = select_state.get();
-  select.candidates = candidates.get(), select.row_key = row_key.get(), select.row_ties = row_ties.get();
+  select.workspace = workspace.get();
   select.kv_indices = kv_indices.get(), select.kv_counts = kv_counts.get();
   select.batch_heads = batch_heads, select.num_regions = S, select.head_dim = head_dim;
   select.rule = rule, select.sparsity = sparsity, select.top_p = top_p;

@@ -10,10 +10,14 @@
 // softmax pass combines over the column tiles instead of re-reading the row for its max and
 // sum. The reduction order depends on the column only, never on the row, so rows with equal
 // logits get equal partials.
+//
+// For the global rule the CTAs of a head also zero its radix-select state (the softmax pass
+// is the first to use it), which saves a memset launch.
 #include <cfloat>
 #include <cmath>
 
 #include "draft_steps.h"
+#include "radix_digits.cuh"
 
 namespace draftattn {
 namespace {
@@ -72,11 +76,19 @@ __device__ inline float half_warp_sum(float v) {
 __global__ void __launch_bounds__(kThreads, 2) draft_logits_kernel(const float* __restrict__ q, const float* __restrict__ k,
                                                                 float* __restrict__ scores,
                                                                 float2* __restrict__ partials, int S, int D,
-                                                                int64_t head_stride, float scale, bool vec4) {
+                                                                int64_t head_stride, float scale, bool vec4,
+                                                                uint32_t* __restrict__ states) {
   __shared__ __align__(16) float q_tile[2][kDepth][kTile + kPad];
   __shared__ __align__(16) float k_tile[2][kDepth][kTile + kPad];
 
   const int64_t head = blockIdx.z;
+  if (states != nullptr) {  // this CTA's share of the head's state words
+    const int ctas = gridDim.x * gridDim.y, cta = blockIdx.y * gridDim.x + blockIdx.x;
+    const int per_cta = (kHeadSelectStateWords + ctas - 1) / ctas;
+    uint32_t* words = states + head * kHeadSelectStateWords;
+    const int end = min(kHeadSelectStateWords, (cta + 1) * per_cta);
+    for (int i = cta * per_cta + threadIdx.x; i < end; i += kThreads) words[i] = 0u;
+  }
   q += head * S * D;
   k += head * S * D;
   scores += head * head_stride;
@@ -142,15 +154,15 @@ __global__ void __launch_bounds__(kThreads, 2) draft_logits_kernel(const float* 
 
 }  // namespace
 
-cudaError_t launch_draft_logits(const DraftSelectArgs& a, int64_t head_stride, cudaStream_t stream) {
+cudaError_t launch_draft_logits(const DraftSelectArgs& a, const DraftWorkspace& w, cudaStream_t stream) {
   const int tiles = draft_column_tiles(a.num_regions);
   // Same rounding as the reference: the scale is a float multiplied into the fp32 product.
   const float scale = float(1.0 / std::sqrt(double(a.head_dim)));
   const bool vec4 = a.head_dim % 4 == 0 && reinterpret_cast<uintptr_t>(a.q_pooled) % 16 == 0 &&
                     reinterpret_cast<uintptr_t>(a.k_pooled) % 16 == 0;
   draft_logits_kernel<<<dim3(tiles, tiles, a.batch_heads), kThreads, 0, stream>>>(
-      a.q_pooled, a.k_pooled, a.scores, reinterpret_cast<float2*>(a.row_partials), a.num_regions, a.head_dim,
-      head_stride, scale, vec4);
+      a.q_pooled, a.k_pooled, w.scores, w.row_partials, a.num_regions, a.head_dim, w.head_stride, scale, vec4,
+      reinterpret_cast<uint32_t*>(w.states));
   return cudaGetLastError();
 }
 

@@ -4,7 +4,7 @@
 // statistics and bit-equal probabilities, and ties across rows stay ties. The division is
 // IEEE (__fdiv_rn) even under --use_fast_math.
 //
-// For the global rule the same pass builds the first radix digit histogram of the
+// For the global rule the same pass counts and picks the first radix digit of the
 // probabilities (radix_digits.cuh). Each CTA takes a run of whole rows of one head; entries
 // are walked flat (coalesced whatever S is), their row found by a multiply-high division.
 #include <algorithm>
@@ -68,32 +68,25 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
 
-  if (!kHistogram || !flush_and_arrive(hist, states + head, gridDim.x)) return;
-  HeadSelectState* st = states + head;
-  const Digit d = pick_digit<kThreads>(kDigitBins, keep, [&](int b) { return __ldcg(&st->hist[b]); });
-  if (threadIdx.x == 0) {
-    st->prefix = d.bin << pass.shift;
-    st->remaining = d.rank;
-    st->equal_total = d.count;
-  }
+  if (!kHistogram || !flush_and_arrive(hist, states + head, 0, gridDim.x)) return;
+  finish_digit<kThreads>(states + head, 0, DigitResult{0u, keep, 0u});
 }
 
 }  // namespace
 
-cudaError_t launch_draft_softmax(const DraftSelectArgs& a, int64_t head_stride, int64_t keep, cudaStream_t stream) {
+cudaError_t launch_draft_softmax(const DraftSelectArgs& a, const DraftWorkspace& w, int64_t keep,
+                                 cudaStream_t stream) {
   const int S = a.num_regions;
   const int rows_per_cta = std::max(1, std::min(std::min(S, kMaxRows), kEntriesPerCta / S));
   const dim3 grid((S + rows_per_cta - 1) / rows_per_cta, a.batch_heads);
-  const auto* partials = reinterpret_cast<const float2*>(a.row_partials);
-  auto* states = reinterpret_cast<HeadSelectState*>(a.select_state);
   const FastDiv row_of = FastDiv::make(uint32_t(S));
+  const int tiles = draft_column_tiles(S);
   if (keep > 0)
-    draft_softmax_kernel<true><<<grid, kThreads, 0, stream>>>(a.scores, partials, S, draft_column_tiles(S),
-                                                              head_stride, rows_per_cta, row_of, states,
-                                                              uint32_t(keep));
+    draft_softmax_kernel<true><<<grid, kThreads, 0, stream>>>(w.scores, w.row_partials, S, tiles, w.head_stride,
+                                                              rows_per_cta, row_of, w.states, uint32_t(keep));
   else
-    draft_softmax_kernel<false><<<grid, kThreads, 0, stream>>>(a.scores, partials, S, draft_column_tiles(S),
-                                                               head_stride, rows_per_cta, row_of, states, 0u);
+    draft_softmax_kernel<false><<<grid, kThreads, 0, stream>>>(w.scores, w.row_partials, S, tiles, w.head_stride,
+                                                               rows_per_cta, row_of, w.states, 0u);
   return cudaGetLastError();
 }
 

@@ -1,11 +1,14 @@
 // Writes the block lists sparse_attn reads: per (head, query block) the kept kv blocks in
 // ascending order, -1 after the count. A video query row i keeps region j when its
 // probability key is above the row's threshold key t, or equal to t and among the first
-// row_ties[i] such entries (lowest columns first), or when j == i; text blocks are always
+// row_ties[i] such entries (lowest columns first), or when j == i. For the global rule t is
+// the head's and row_ties is only read when the head's equal entries are split (else all
+// are kept); for the per-row rules both come per row. Text blocks are always
 // listed, and text query rows list every block. One warp per query block walks the row in
 // column order and compacts with ballots, so the output is sorted without a sort.
 #include "draft_steps.h"
 #include "float_key.cuh"
+#include "radix_digits.cuh"
 
 namespace draftattn {
 namespace {
@@ -17,7 +20,7 @@ __global__ void __launch_bounds__(kWarps * 32) emit_block_lists_kernel(const flo
                                                                        int S, int text_blocks, bool text_first,
                                                                        const uint32_t* row_key, const int32_t* row_ties,
                                                                        int32_t* kv_indices, int32_t* kv_counts,
-                                                                       int64_t rows) {
+                                                                       const HeadSelectState* states, int64_t rows) {
   const int64_t row = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (row >= rows) return;
   const int lane = threadIdx.x % 32;
@@ -42,8 +45,16 @@ __global__ void __launch_bounds__(kWarps * 32) emit_block_lists_kernel(const flo
     count = text_blocks;
   }
   const float* x = scores + head * head_stride + int64_t(region) * S;
-  const uint32_t t = row_key[head * S + region];
-  const int ties = row_ties[head * S + region];
+  uint32_t t;
+  int ties;
+  if (states != nullptr) {
+    const DigitResult found = states[head].found[kDigits - 1];
+    t = found.prefix;
+    ties = found.remaining == found.equal_total ? S : row_ties[head * S + region];
+  } else {
+    t = row_key[head * S + region];
+    ties = row_ties[head * S + region];
+  }
   int equal_seen = 0;
   for (int c0 = 0; c0 < S; c0 += 32 * kChunksInFlight) {
     uint32_t keys[kChunksInFlight];  // a warp's loads are issued together, then compacted in order
@@ -76,12 +87,14 @@ __global__ void __launch_bounds__(kWarps * 32) emit_block_lists_kernel(const flo
 
 }  // namespace
 
-cudaError_t launch_emit_block_lists(const DraftSelectArgs& a, int64_t head_stride, cudaStream_t stream) {
+cudaError_t launch_emit_block_lists(const DraftSelectArgs& a, const DraftWorkspace& w,
+                                    const HeadSelectState* states, cudaStream_t stream) {
   const int64_t rows = int64_t(a.batch_heads) * (a.num_regions + a.text_blocks);
   const int64_t ctas = (rows + kWarps - 1) / kWarps;
-  emit_block_lists_kernel<<<unsigned(ctas), kWarps * 32, 0, stream>>>(a.scores, head_stride, a.num_regions,
-                                                                       a.text_blocks, a.text_first, a.row_key,
-                                                                       a.row_ties, a.kv_indices, a.kv_counts, rows);
+  emit_block_lists_kernel<<<unsigned(ctas), kWarps * 32, 0, stream>>>(w.scores, w.head_stride, a.num_regions,
+                                                                       a.text_blocks, a.text_first, w.row_key,
+                                                                       w.row_ties, a.kv_indices, a.kv_counts, states,
+                                                                       rows);
   return cudaGetLastError();
 }
 

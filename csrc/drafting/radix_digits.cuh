@@ -1,47 +1,57 @@
 // Shared pieces of the global rule's radix select on the order keys of a head's S*S
-// probabilities (key bits 31..20 first, then 19..8 and 7..0).
+// probabilities: digit 0 = key bits 31..20, digit 1 = bits 19..8, digit 2 = bits 7..0.
 //
-// The first digit is counted by many CTAs per head during the softmax pass: each CTA
-// histograms its entries in shared memory and adds the non-zero bins into the head's global
-// histogram (the top-bit bins are few, so the adds are few); the last CTA of the head to
-// arrive (atomic counter) picks the digit and leaves it in the head's state. The later
-// digits are counted over the compacted candidates that match it (global_threshold.cu):
-// their bins are many, and one global add per candidate would cost more than the data.
-// Nothing waits on the host. The state must be zero before the first pass.
+// Each digit is counted by many CTAs per head, each over its own slice of the map: a CTA
+// histograms the keys that match the digits found so far in shared memory and adds its
+// non-zero bins into the head's global histogram; the last CTA of the head to arrive (atomic
+// counter, after a fence) sees every bin, picks the digit and leaves it in the head's state
+// for the next pass. Digit 0 is counted inside the softmax pass, digits 1 and 2 by
+// global_threshold.cu. Nothing waits on the host. The state is zeroed by the logits kernel.
 #pragma once
 #include <cub/block/block_scan.cuh>
 
-#include "draftattn/drafting.h"
+#include "draft_steps.h"
 
 namespace draftattn {
 
 constexpr int kRadixThreads = 256;
 constexpr int kDigitBins = 4096;
+constexpr int kDigits = 3;
 constexpr int kNoBin = -1;
 
 struct DigitPass {
   int shift, bins;
-  uint32_t fixed_mask;  // key bits fixed by the earlier passes
+  uint32_t fixed_mask;  // key bits fixed by the earlier digits
+  int hist_offset;      // where this digit's bins start in HeadSelectState::hist
 };
 
 __host__ __device__ inline DigitPass digit_pass(int p) {
-  return p == 0 ? DigitPass{20, 4096, 0u} : p == 1 ? DigitPass{8, 4096, 0xfff00000u} : DigitPass{0, 256, 0xffffff00u};
+  return p == 0   ? DigitPass{20, 4096, 0u, 0}
+         : p == 1 ? DigitPass{8, 4096, 0xfff00000u, 4096}
+                  : DigitPass{0, 256, 0xffffff00u, 8192};
 }
+constexpr int kHistogramWords = 4096 + 4096 + 256;
 
-// Per-head state words (kDraftSelectStateWords in all), zeroed before the first pass.
-struct HeadSelectState {
-  uint32_t hist[kDigitBins];  // first digit, all CTAs of the softmax pass
-  uint32_t prefix;            // key bits fixed so far
-  uint32_t remaining;         // rank of the wanted entry among the entries matching `prefix`
-  uint32_t equal_total;       // entries matching `prefix`
-  uint32_t arrived;           // CTAs of the softmax pass done
-  uint32_t candidates;        // entries compacted so far (global_threshold.cu)
+// What a digit pass found: the key bits fixed so far, the rank (1-based, from the top) of
+// the wanted entry among the entries matching them, and how many entries match them. After
+// the last digit, prefix is the key t of the keep-th largest entry and remaining is how many
+// of the equal_total entries equal to t are kept (the first ones in flat order).
+struct DigitResult {
+  uint32_t prefix, remaining, equal_total;
 };
-static_assert(sizeof(HeadSelectState) == kDraftSelectStateWords * sizeof(uint32_t), "state size");
+
+// Per-head state, all zero before the softmax pass.
+struct alignas(16) HeadSelectState {
+  uint32_t hist[kHistogramWords];
+  DigitResult found[kDigits];
+  uint32_t arrived[kDigits + 1];  // CTAs done with each digit pass, then with the tie counts
+};
+static_assert(sizeof(HeadSelectState) % 16 == 0, "each head's state stays 16-byte aligned");
+constexpr int kHeadSelectStateWords = int(sizeof(HeadSelectState) / sizeof(uint32_t));
 
 // Adds one key to the shared histogram; all 32 lanes call it together. Lanes with the same
 // bin merge into one shared-memory atomic (most entries share a few top-bit bins); a warp
-// with no matching key skips the match (passes 2 and 3 count few entries).
+// with no matching key skips the match (the later digits count few entries).
 __device__ inline void count_key(uint32_t* hist, bool valid, uint32_t key, uint32_t prefix, const DigitPass& pass) {
   const bool match = valid && (key & pass.fixed_mask) == prefix;
   if (!__any_sync(0xffffffffu, match)) return;
@@ -54,19 +64,27 @@ __device__ inline void clear_histogram(uint32_t* hist, int bins) {
   for (int b = threadIdx.x; b < bins; b += kRadixThreads) hist[b] = 0;
 }
 
-// Adds this CTA's histogram into the head's and reports whether this CTA arrived last, in
-// which case every other CTA's bins are visible to it. Called by all threads.
-__device__ inline bool flush_and_arrive(const uint32_t* hist, HeadSelectState* st, unsigned ctas_per_head) {
+// Whether this CTA is the last of `ctas` to pass the counter; if so, everything the others
+// wrote to global memory before their call is visible to it. Called by all threads.
+__device__ inline bool arrive_last(uint32_t* counter, unsigned ctas) {
   __shared__ bool last;
+  __threadfence();  // this CTA's global writes / atomics are ordered before its arrival
   __syncthreads();
-  for (int b = threadIdx.x; b < kDigitBins; b += kRadixThreads)
-    if (hist[b] != 0) atomicAdd(&st->hist[b], hist[b]);
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(&st->arrived, 1u) == ctas_per_head - 1;
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == ctas - 1;
   __syncthreads();
   if (last) __threadfence();
   return last;
+}
+
+// Adds this CTA's histogram of `pass` into the head's and reports whether this CTA arrived
+// last. Called by all threads.
+__device__ inline bool flush_and_arrive(const uint32_t* hist, HeadSelectState* st, int pass_index,
+                                        unsigned ctas_per_head) {
+  const DigitPass pass = digit_pass(pass_index);
+  __syncthreads();
+  for (int b = threadIdx.x; b < pass.bins; b += kRadixThreads)
+    if (hist[b] != 0) atomicAdd(&st->hist[pass.hist_offset + b], hist[b]);
+  return arrive_last(&st->arrived[pass_index], ctas_per_head);
 }
 
 // The bin holding the `want`-th largest entry (1-based) of a histogram, counted from the
@@ -101,6 +119,16 @@ __device__ inline Digit pick_digit(int bins, uint32_t want, LoadBin load_bin) {
   }
   __syncthreads();
   return found;
+}
+
+// The last CTA of a digit pass: picks the digit from the head's global histogram (read from
+// L2: the other CTAs' atomics never passed through this SM's L1) and records it.
+template <int kThreads>
+__device__ inline void finish_digit(HeadSelectState* st, int pass_index, DigitResult before) {
+  const DigitPass pass = digit_pass(pass_index);
+  const uint32_t* hist = st->hist + pass.hist_offset;
+  const Digit d = pick_digit<kThreads>(pass.bins, before.remaining, [&](int b) { return __ldcg(&hist[b]); });
+  if (threadIdx.x == 0) st->found[pass_index] = DigitResult{before.prefix | (d.bin << pass.shift), d.rank, d.count};
 }
 
 }  // namespace draftattn

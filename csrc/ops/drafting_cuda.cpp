@@ -157,26 +157,17 @@ std::tuple<at::Tensor, at::Tensor> draft_select_cuda(const at::Tensor& q_pooled_
 
   const c10::cuda::CUDAGuard guard(q_pooled_in.device());
   const at::Tensor q_pooled = q_pooled_in.contiguous(), k_pooled = k_pooled_in.contiguous();
-  const auto options = q_pooled.options();
-  at::Tensor scores = at::empty({batch * heads, draft_scores_head_stride(int(S))}, options);
-  at::Tensor row_partials = at::empty({batch * heads, S, draft_column_tiles(int(S)), 2}, options);
-  const int64_t global_heads = select_rule == SelectRule::kGlobal ? batch * heads : 0;
-  at::Tensor select_state = at::empty({global_heads, kDraftSelectStateWords}, options.dtype(at::kInt));
-  at::Tensor candidates = at::empty({global_heads, S * S}, options.dtype(at::kInt));
-  at::Tensor row_key = at::empty({batch * heads, S}, options.dtype(at::kInt));
-  at::Tensor row_ties = at::empty({batch * heads, S}, options.dtype(at::kInt));
-  at::Tensor kv_indices = at::empty({batch, heads, nb, nb}, options.dtype(at::kInt));
-  at::Tensor kv_counts = at::empty({batch, heads, nb}, options.dtype(at::kInt));
+  const auto int_options = q_pooled.options().dtype(at::kInt);
+  // One scratch buffer from the caching allocator; the kernels initialise what they read.
+  const size_t workspace_bytes = draft_select_workspace_bytes(int(batch * heads), int(S), select_rule);
+  at::Tensor workspace = at::empty({int64_t(workspace_bytes)}, q_pooled.options().dtype(at::kByte));
+  at::Tensor kv_indices = at::empty({batch, heads, nb, nb}, int_options);
+  at::Tensor kv_counts = at::empty({batch, heads, nb}, int_options);
 
   DraftSelectArgs a{};
   a.q_pooled = q_pooled.data_ptr<float>();
   a.k_pooled = k_pooled.data_ptr<float>();
-  a.scores = scores.data_ptr<float>();
-  a.row_partials = row_partials.data_ptr<float>();
-  a.select_state = reinterpret_cast<uint32_t*>(select_state.data_ptr<int32_t>());
-  a.candidates = reinterpret_cast<uint32_t*>(candidates.data_ptr<int32_t>());
-  a.row_key = reinterpret_cast<uint32_t*>(row_key.data_ptr<int32_t>());
-  a.row_ties = row_ties.data_ptr<int32_t>();
+  a.workspace = workspace.data_ptr();
   a.kv_indices = kv_indices.data_ptr<int32_t>();
   a.kv_counts = kv_counts.data_ptr<int32_t>();
   a.batch_heads = int(batch * heads);

@@ -65,27 +65,12 @@ cudaError_t scatter_regions(const ScatterRegionsArgs& args, cudaStream_t stream)
 
 enum class SelectRule { kGlobal, kTopK, kTopP };
 
-// Column tiles of the draft logits kernel: each keeps one (max, sum of exp) pair per row.
-constexpr int kDraftLogitsTile = 128;
-inline int draft_column_tiles(int num_regions) { return (num_regions + kDraftLogitsTile - 1) / kDraftLogitsTile; }
-
-// Words of per-head state of the global rule's radix select (the first digit's 4096-bin
-// histogram, the digits found so far and two counters); draft_select zeroes it on the stream.
-constexpr int kDraftSelectStateWords = 4096 + 5;
-
 // Inputs and outputs of draft_select; all tensors contiguous.
 struct DraftSelectArgs {
   const float* q_pooled;  // (batch*heads, S, head_dim)
   const float* k_pooled;  // (batch*heads, S, head_dim)
-  float* scores;          // workspace (batch*heads, draft_scores_head_stride(S)): the S x S
-                          // logits, then the softmax A, row-major per head
-  float* row_partials;    // workspace (batch*heads, S, draft_column_tiles(S), 2): per row and
-                          // column tile, the max logit and the sum of exp(logit - max)
-  uint32_t* select_state; // workspace (batch*heads, kDraftSelectStateWords), "global" only
-  uint32_t* candidates;   // workspace (batch*heads, S*S), "global" only: keys matching the
-                          // first radix digit
-  uint32_t* row_key;      // workspace (batch*heads, S): per-row threshold key
-  int32_t* row_ties;      // workspace (batch*heads, S): entries equal to the key kept per row
+  void* workspace;        // draft_select_workspace_bytes(...) bytes, 16-byte aligned; any
+                          // contents (draft_select initialises what it reads)
   int32_t* kv_indices;    // (batch*heads, nb, nb)
   int32_t* kv_counts;     // (batch*heads, nb)
   int batch_heads, num_regions, head_dim;
@@ -95,13 +80,13 @@ struct DraftSelectArgs {
   bool text_first;
 };
 
-// Floats per head in the scores workspace: S*S rounded up so every head starts 16-byte aligned.
-inline int64_t draft_scores_head_stride(int num_regions) {
-  return (int64_t(num_regions) * num_regions + 3) / 4 * 4;
-}
+// Scratch bytes draft_select needs: the S x S draft map per head (~4*S*S bytes) plus small
+// per-row and per-head state.
+size_t draft_select_workspace_bytes(int batch_heads, int num_regions, SelectRule rule);
 
-// Largest S the per-row rules (topk, topp) sort in shared memory.
-constexpr int kMaxRowSelectRegions = 16384;
+// Largest S the per-row rules (topk, topp) take: one warp per row keeps the row's keys in
+// registers.
+constexpr int kMaxRowSelectRegions = 4096;
 
 cudaError_t draft_select(const DraftSelectArgs& args, cudaStream_t stream);
 
