@@ -35,6 +35,9 @@ struct AttentionTraits {
   static constexpr int kBlockN = 128;  // key rows per step = one region
   static constexpr int kStages = 2;    // K and V shared-memory stages
   static constexpr int kConsumerWarpgroups = 2;  // 64 query rows each
+  // GEMM issue alternates between the warpgroups only where the GEMMs outlast the softmax
+  // (16-bit, head dim 128): measured on the H100, the alternation costs fp8 and d=64 4-7%.
+  static constexpr bool kPingPong = !kFp8 && HeadDim == 128;
   static constexpr int kConsumerThreads = 128 * kConsumerWarpgroups;
   static constexpr int kThreads = 128 + kConsumerThreads;  // warpgroup 0 produces
 

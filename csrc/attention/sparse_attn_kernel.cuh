@@ -1,6 +1,7 @@
-// Warp-specialized, persistent Hopper block-sparse attention. Each CTA takes tiles
-// (query block, head, batch) from a global atomic counter, in order, so the CTAs running
-// at one time stay on neighbouring tiles and share K, V in L2. Warpgroup 0 (one warp) streams Q and the K, V tiles of each listed kv block through TMA into
+// Warp-specialized, persistent Hopper block-sparse attention. Each CTA takes tiles from a
+// global atomic counter: one head after another, each head's query blocks longest list
+// first (tile_order.cu), so the CTAs running at one time share one head's K, V in L2 and the
+// run ends on short tiles. Warpgroup 0 (one warp) streams Q and the K, V tiles of each listed kv block through TMA into
 // shared-memory rings; warpgroups 1 and 2 each own 64 query rows and run S = Q K^T, the
 // online softmax and O += P V on the tensor cores (wgmma). The rings run on across tiles,
 // so the next tile's loads overlap the current tile's last steps and epilogue.
@@ -8,9 +9,9 @@
 // Two overlaps keep the tensor cores busy while exponentials are computed:
 // - inside a warpgroup, step j issues S_j = Q K_j and O += P_{j-1} V_{j-1} together and
 //   runs the softmax of S_j while the PV GEMM is still in flight;
-// - across the two warpgroups, GEMM issue is a critical section handed back and forth
-//   through two named barriers (ping-pong), so one warpgroup's softmax runs under the
-//   other's GEMMs.
+// - across the two warpgroups (16-bit, head dim 128), GEMM issue is a critical section
+//   handed back and forth through two named barriers (ping-pong), so one warpgroup's
+//   softmax runs under the other's GEMMs.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -168,16 +169,19 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
   }
 }
 
-// Hands the right to issue GEMMs back and forth between the two consumer warpgroups.
+// Hands the right to issue GEMMs back and forth between the two consumer warpgroups, so
+// one's softmax runs under the other's GEMMs. Where the softmax outlasts the GEMMs (fp8,
+// head dim 64) the strict alternation only adds barrier waits, and it is compiled out.
+template <bool kEnabled>
 struct PingPong {
   static constexpr int kFirstBarrier = 1;  // 0 is __syncthreads
   int self;
 
   __device__ __forceinline__ void wait_turn() const {
-    cutlass::arch::NamedBarrier::sync(256, kFirstBarrier + self);
+    if constexpr (kEnabled) cutlass::arch::NamedBarrier::sync(256, kFirstBarrier + self);
   }
   __device__ __forceinline__ void pass_turn() const {
-    cutlass::arch::NamedBarrier::arrive(256, kFirstBarrier + (self ^ 1));
+    if constexpr (kEnabled) cutlass::arch::NamedBarrier::arrive(256, kFirstBarrier + (self ^ 1));
   }
 };
 
@@ -255,7 +259,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     }
   };
 
-  const PingPong turn{thread / 128};
+  const PingPong<Traits::kPingPong> turn{thread / 128};
   RingPosition<Traits::kStages> k_slot{0, 0}, v_slot{0, 0};
   uint32_t q_uses = 0;
   TileMailbox<typename Traits::SharedStorage> mailbox{smem, {0, 0}};
