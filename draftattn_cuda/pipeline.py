@@ -80,7 +80,7 @@ def region_means(x, layout):
     whose padding rows are zero (the same sums as the reference mean_pool)."""
     start = layout.text_blocks * BLOCK_SIZE if layout.text_first else 0
     video = x.narrow(1, start, layout.num_regions * BLOCK_SIZE).unflatten(1, (layout.num_regions, BLOCK_SIZE))
-    sums = video.to(torch.float32).sum(2)
+    sums = video.sum(2, dtype=torch.float32)  # accumulates in fp32 without an fp32 copy of x
     first_region = layout.text_blocks if layout.text_first else 0
     lens = layout.block_lens(x.device).narrow(0, first_region, layout.num_regions).to(torch.float32)
     return (sums / lens.view(1, -1, 1, 1)).permute(0, 2, 1, 3).contiguous()
