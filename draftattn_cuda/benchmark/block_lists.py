@@ -34,7 +34,7 @@ def block_lists(kind, shape, inputs, density, generator):
 def list_statistics(shape, kv_indices, kv_counts):
     """Kept fraction of real token pairs and of block pairs, and the blocks the kernel computes (syncs)."""
     block_lens = shape.block_lens(kv_counts.device)
-    pairs = kept_token_pair_fraction(kv_indices, kv_counts, block_lens, shape.tokens).mean().item()
+    pairs = kept_token_pair_fraction(kv_indices, kv_counts, block_lens).mean().item()
     listed = int(kv_counts.long().sum())
     return {"density": pairs, "block_density": listed / (kv_counts.numel() * shape.num_blocks),
             "computed_blocks": listed}
