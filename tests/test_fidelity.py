@@ -104,12 +104,21 @@ def test_cli_writes_json_tables_and_reproducing_command(tmp_path, capsys):
     assert (tmp_path / "f.md").read_text().count("| method |") == 2
 
 
-def test_cli_heads_override_and_plots(tmp_path, capsys):
+def test_cli_heads_override_plots_and_replots(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    cli.main(["--shape", "1,8,32,4,64", "--heads", "1", "--seeds", "1", "--density", "0.5", "--sharpness", "2",
-              "--scenes", "smooth", "--methods", "global,local", "--plot", str(tmp_path)])
+    saved = tmp_path / "run.json"
+    cli.main(["--shape", "1,8,32,4,64", "--heads", "1", "--seeds", "1", "--density", "0.5,0.25", "--sharpness", "2",
+              "--scenes", "smooth", "--methods", "local,global", "--plot", str(tmp_path), "--json", str(saved)])
     png = tmp_path / "fidelity_1_8_32_4_64_smooth_sharpness2.png"
-    assert f"wrote {png}" in capsys.readouterr().out and png.read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert f"wrote {png}" in printed and png.read_bytes()[:4] == b"\x89PNG"
+    assert {row["heads"] for row in json.loads(saved.read_text())["rows"]} == {1}
+    png.unlink()
+    cli.main(["--plot-from", str(saved), "--plot", str(tmp_path)])
+    replotted = capsys.readouterr().out
+    assert f"wrote {png}" in replotted and png.exists()
+    assert "| local | " in replotted and replotted.index("| local |") < replotted.index("| global |")
+    assert "| method | density 0.25 | density 0.5 |" in replotted
 
 
 @pytest.mark.parametrize("argv, message", [(["--shape", "1,2,300,64"], "not a flat sequence"),

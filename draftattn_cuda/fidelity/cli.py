@@ -71,6 +71,8 @@ def parse_args(argv):
     parser.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")
     parser.add_argument("--plot", metavar="DIR", help="write PNG plots (recall and rel. L2 vs density per method) "
                                                       "into DIR (needs matplotlib)")
+    parser.add_argument("--plot-from", metavar="JSON", help="no evaluation: print the tables of a saved --json file "
+                                                           "and, with --plot, plot it (e.g. a GPU run, elsewhere)")
     args = parser.parse_args(argv)
     if args.heads is not None and args.heads < 1:
         parser.error(f"--heads must be >= 1, got {args.heads}")
@@ -83,9 +85,27 @@ def parse_args(argv):
     return args
 
 
+def replot(args):
+    """Tables and plots of a saved run, in its own method and density order."""
+    try:
+        with open(args.plot_from) as file:
+            summary = json.load(file)["summary"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"--plot-from: {args.plot_from} is not a fidelity JSON written by --json ({error})")
+    methods = list(dict.fromkeys(entry["method"] for entry in summary))
+    densities = sorted({entry["target_density"] for entry in summary})
+    print(markdown_tables(summary, methods, densities))
+    if args.plot:
+        for path in write_plots(summary, methods, args.plot):
+            print(f"wrote {path}")
+    return summary
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.plot_from:
+        return replot(args)
     shapes = args.shape or [video_shape(DEFAULT_SHAPE)]
     for shape in shapes:
         print(shape.describe())
