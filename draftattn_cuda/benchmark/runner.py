@@ -82,11 +82,11 @@ class Runner:
         return rows
 
     def timed(self, label, make_call, graphable=False):
-        """(median ms, output) of the callable make_call() builds, or None after recording the failure."""
+        """(median ms, the callable) of what make_call() builds, or None after recording the failure."""
         self.progress.step(label)
         try:
             call = make_call()
-            return self.timer.median_ms(call, graphable), call()
+            return self.timer.median_ms(call, graphable), call
         except Exception as error:  # noqa: BLE001  (any backend failure is reported, the run goes on)
             message = f"{label}: {type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"
             print("  FAILED " + message)
@@ -96,44 +96,48 @@ class Runner:
             return None
 
     def run_lists(self, shape, kind, densities):
-        seed, dtype_name = self.args.seed, self.args.dtype
-        inputs = case_inputs(shape, kind == "draft", self.dtype, self.device, seed)
+        """Rows of the dense backends and of every sparse backend at every density, on one set of inputs."""
+        inputs = case_inputs(shape, kind == "draft", self.dtype, self.device, self.args.seed)
         rows = []
         for backend in self.dense:
             result = self.timed(f"{shape.name} {kind} dense {backend}", lambda: dense_callable(backend, inputs))
             if result:
-                rows.append(result_row(shape, kind, backend, result[0], dtype_name))
+                rows.append(result_row(shape, kind, backend, result[0], self.args.dtype))
         quantized = quantize_ms = None
         if "ours-fp8" in self.sparse:
             quantize_ms = self.timer.median_ms(lambda: ops.quantize_fp8(inputs.q_regions, inputs.k_regions,
                                                                         inputs.v_regions), graphable=True)
             quantized = ops.quantize_fp8(inputs.q_regions, inputs.k_regions, inputs.v_regions)
-        generator = torch.Generator(self.device).manual_seed(seed)
+        generator = torch.Generator(self.device).manual_seed(self.args.seed)
         for density in densities:
             kv_indices, kv_counts = block_lists(kind, shape, inputs, density, generator)
-            stats = list_statistics(shape, kv_indices, kv_counts)
-            drafting_ms = None
-            if shape.layout:
-                drafting_ms = self.timer.median_ms(drafting_callable(shape, inputs, 1.0 - density), graphable=True)
-            block_lens = shape.block_lens(self.device) if shape.layout else None
-            makers = {"ours": lambda: ours_callable(inputs, kv_indices, kv_counts, block_lens),
-                      "ours-fp8": lambda: ours_fp8_callable(quantized, kv_indices, kv_counts, block_lens),
-                      "flex": lambda: flex_callable(self.flex, inputs, flex_block_mask(shape, kv_indices, kv_counts))}
-            outputs, case_rows = {}, []
-            for backend in self.sparse:
-                result = self.timed(f"{shape.name} {kind} density {density:g} {backend}", makers[backend],
-                                    backend in GRAPHABLE)
-                if not result:
-                    continue
-                ms, outputs[backend] = result
-                extra = quantize_ms if backend == "ours-fp8" else None
-                overhead = None if drafting_ms is None and extra is None else (drafting_ms or 0.0) + (extra or 0.0)
-                case_rows.append(result_row(
-                    shape, kind, backend, ms, dtype_name, target_density=density, **stats, drafting_ms=drafting_ms,
-                    quantize_ms=extra, overhead_ms=overhead,
-                    overhead_pct=None if overhead is None else 100 * overhead / ms))
-            self.add_checks(case_rows, shape, inputs, kv_indices, kv_counts, outputs)
-            rows += case_rows
+            rows += self.run_sparse(shape, kind, density, inputs, kv_indices, kv_counts, quantized, quantize_ms)
+        return rows
+
+    def run_sparse(self, shape, kind, density, inputs, kv_indices, kv_counts, quantized, quantize_ms):
+        """One row per sparse backend on the same block lists, with the drafting overhead and the checks."""
+        stats = list_statistics(shape, kv_indices, kv_counts)
+        drafting_ms = None
+        if shape.layout:
+            drafting_ms = self.timer.median_ms(drafting_callable(shape, inputs, 1.0 - density), graphable=True)
+        block_lens = shape.block_lens(self.device) if shape.layout else None
+        makers = {"ours": lambda: ours_callable(inputs, kv_indices, kv_counts, block_lens),
+                  "ours-fp8": lambda: ours_fp8_callable(quantized, kv_indices, kv_counts, block_lens),
+                  "flex": lambda: flex_callable(self.flex, inputs, flex_block_mask(shape, kv_indices, kv_counts))}
+        outputs, rows = {}, []
+        for backend in self.sparse:
+            result = self.timed(f"{shape.name} {kind} density {density:g} {backend}", makers[backend],
+                                backend in GRAPHABLE)
+            if not result:
+                continue
+            ms, call = result
+            outputs[backend] = call()
+            extra = quantize_ms if backend == "ours-fp8" else None
+            overhead = None if drafting_ms is None and extra is None else (drafting_ms or 0.0) + (extra or 0.0)
+            rows.append(result_row(shape, kind, backend, ms, self.args.dtype, target_density=density, **stats,
+                                   drafting_ms=drafting_ms, quantize_ms=extra, overhead_ms=overhead,
+                                   overhead_pct=None if overhead is None else 100 * overhead / ms))
+        self.add_checks(rows, shape, inputs, kv_indices, kv_counts, outputs)
         return rows
 
     def add_checks(self, rows, shape, inputs, kv_indices, kv_counts, outputs):
