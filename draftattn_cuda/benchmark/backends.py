@@ -4,6 +4,8 @@ Dense backends read the model-order q, k, v of the real tokens; sparse ones read
 region-major tensors and the case's block lists. Every callable returns the attention output
 as (batch, rows, heads, head_dim) so outputs can be compared.
 """
+import functools
+
 import torch
 
 from ..fidelity.blocks import keep_to_lists, lists_to_keep
@@ -76,10 +78,7 @@ def flex_block_mask(shape, kv_indices, kv_counts):
     full_key = torch.ones(shape.num_blocks, dtype=torch.bool, device=device)
     if shape.layout:
         full_key = shape.block_lens(device) == BLOCK_SIZE
-        real_key = real_rows(shape, device)
-
-        def mask_mod(batch, head, q_index, kv_index):  # a real key, not padding
-            return real_key[kv_index]
+        mask_mod = padding_key_mask_mod(shape, device)
     # Rows are (batch, heads, nb, nb) so Flex sees nb key blocks; it reads only the first `count`
     # entries of a row, and 0 (a valid block) fills the rest.
     full_indices, full_counts = keep_to_lists(keep & full_key)
@@ -87,6 +86,16 @@ def flex_block_mask(shape, kv_indices, kv_counts):
     return BlockMask.from_kv_blocks(partial_counts, partial_indices.clamp(min=0), full_counts,
                                     full_indices.clamp(min=0), BLOCK_SIZE=BLOCK_SIZE, mask_mod=mask_mod,
                                     seq_lengths=(rows, rows), compute_q_blocks=False)
+
+
+@functools.lru_cache(maxsize=None)
+def padding_key_mask_mod(shape, device):
+    """mask_mod keeping real keys, one function per shape so the compiled Flex is reused across densities."""
+    real_key = real_rows(shape, device)
+
+    def key_is_real(batch, head, q_index, kv_index):
+        return real_key[kv_index]
+    return key_is_real
 
 
 def flex_callable(flex, inputs, block_mask):
