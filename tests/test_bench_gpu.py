@@ -4,7 +4,7 @@ import torch
 
 from draftattn_cuda import bench
 from draftattn_cuda.benchmark.report import read_json
-from draftattn_cuda.fidelity.evaluate import METHODS, select_blocks
+from draftattn_cuda.fidelity.evaluate import select_blocks
 from draftattn_cuda.fidelity.blocks import block_budget
 from draftattn_cuda.fidelity.inputs import video_qkv
 from draftattn_cuda.fidelity.metrics import dense_reference, mass_recall, relative_l2, sparse_output
