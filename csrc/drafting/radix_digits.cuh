@@ -49,13 +49,22 @@ struct alignas(16) HeadSelectState {
 static_assert(sizeof(HeadSelectState) % 16 == 0, "each head's state stays 16-byte aligned");
 constexpr int kHeadSelectStateWords = int(sizeof(HeadSelectState) / sizeof(uint32_t));
 
-// Adds one key to the shared histogram; all 32 lanes call it together. Lanes with the same
-// bin merge into one shared-memory atomic (most entries share a few top-bit bins); a warp
-// with no matching key skips the match (the later digits count few entries).
+// Adds one key to the shared histogram; all 32 lanes call it together. When many lanes
+// match (the softmax pass counts every entry, most of them in a few top-bit bins), lanes
+// with the same bin merge into one shared-memory atomic; when few match (the later digits
+// count only the entries in the threshold's bin), each adds its own: match_any costs more
+// than a handful of rarely conflicting atomics. A warp with no matching key does nothing.
+constexpr int kMergeFromLanes = 8;
+
 __device__ inline void count_key(uint32_t* hist, bool valid, uint32_t key, uint32_t prefix, const DigitPass& pass) {
   const bool match = valid && (key & pass.fixed_mask) == prefix;
-  if (!__any_sync(0xffffffffu, match)) return;
+  const unsigned matching = __ballot_sync(0xffffffffu, match);
+  if (matching == 0) return;
   const int bin = match ? int((key >> pass.shift) & uint32_t(pass.bins - 1)) : kNoBin;
+  if (__popc(matching) < kMergeFromLanes) {
+    if (match) atomicAdd(&hist[bin], 1u);
+    return;
+  }
   const unsigned same = __match_any_sync(0xffffffffu, bin);
   if (bin != kNoBin && (threadIdx.x % 32) == __ffs(same) - 1) atomicAdd(&hist[bin], __popc(same));
 }
