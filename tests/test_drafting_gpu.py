@@ -196,6 +196,27 @@ def test_tied_rows_every_key_width(S):
         assert_same_selection(got, ops.draft_select(q_pooled, k_pooled, *args))
 
 
+def test_equal_query_rows_select_equally_wherever_they_sit(rng):
+    """Copies of one random (not exactly representable) q row at different positions inside
+    and across the 128-row logit tiles must get bit-equal draft rows: the per-row rules then
+    keep the same columns for them (apart from each row's own diagonal block)."""
+    S = 1200
+    q_pooled = torch.randn(1, 2, S, 128, generator=rng) * 0.6
+    k_pooled = torch.randn(1, 2, S, 128, generator=rng) * 0.6
+    copies = [5, 13, 77, 130, 255, 640, 1199]
+    q_pooled[:, :, copies] = q_pooled[:, :, copies[:1]]
+    others = torch.ones(S, dtype=torch.bool)
+    others[copies] = False
+    for rule, level in (("topk", 0.9), ("topk", 0.5), ("topp", 0.9), ("topp", 0.5)):
+        args = (rule, level, level, 0, False)
+        got = ops.draft_select(q_pooled.to(DEV), k_pooled.to(DEV), *args)
+        mask = selection_masks(*(t.cpu() for t in got))
+        rows = mask[:, :, copies][..., others]
+        assert torch.equal(rows, rows[:, :, :1].expand_as(rows)), f"{rule} {level}: copies of one row differ"
+        assert_same_selection(got, ops.draft_select(q_pooled, k_pooled, *args),
+                              draft_probs(q_pooled, k_pooled).float(), rule)
+
+
 @pytest.mark.parametrize("S", [64, 256, 1024, 4096])
 def test_top_p_exactly_at_a_partial_sum(S):
     """Uniform rows (p = 1/S exactly on both sides): the mass before entry k is (k-1)/S, so
