@@ -109,6 +109,13 @@ __device__ inline BinPick pick_bin(const uint32_t* count, const unsigned long lo
   return pick;
 }
 
+template <bool kTopP>
+__device__ inline void add_run(uint32_t* count, unsigned long long* mass, uint32_t bin, uint32_t n,
+                               unsigned long long run_mass) {
+  atomicAdd(&count[bin], n);
+  if (kTopP) atomicAdd(&mass[bin], run_mass);
+}
+
 // Lane l holds columns l, l + 32, ...; only columns < S are counted.
 template <int kKeys, bool kTopP>
 __global__ void __launch_bounds__(kWarps * 32, 1)
@@ -144,15 +151,26 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
       if (kTopP) mass[b] = 0;
     }
     __syncwarp();
+    // A lane adds runs of equal bins at once: flat rows (most keys in one bin) would
+    // otherwise serialise 32 lanes on one shared-memory address for every key slot.
+    uint32_t run_bin = 0, run_count = 0;
+    unsigned long long run_mass = 0;
 #pragma unroll
     for (int c = 0; c < kKeys; ++c) {
       if (c >= used) break;
       if (c * 32 + lane < S && matches_above(key[c], prefix, fixed)) {
         const uint32_t bin = (key[c] >> shift) & uint32_t(kBins - 1);
-        atomicAdd(&count[bin], 1u);
-        if (kTopP) atomicAdd(&mass[bin], (unsigned long long)fixed_mass(key[c]));
+        if (run_count > 0 && bin != run_bin) {
+          add_run<kTopP>(count, mass, run_bin, run_count, run_mass);
+          run_count = 0;
+          run_mass = 0;
+        }
+        run_bin = bin;
+        ++run_count;
+        if (kTopP) run_mass += fixed_mass(key[c]);
       }
     }
+    if (run_count > 0) add_run<kTopP>(count, mass, run_bin, run_count, run_mass);
     __syncwarp();
     const BinPick pick = pick_bin<kTopP>(count, mass, want, mass_above, mass_limit, lane);
     prefix |= pick.bin << shift;
