@@ -1,4 +1,4 @@
-"""Times the CUDA drafting ops for every model shape of docs/ALGORITHM.md (batch 1):
+"""Times the CUDA drafting ops on model shapes of docs/ALGORITHM.md (batch 1; default Wan-14B and HunyuanVideo 720p):
 
   layout+pool   to_regions_and_pool(q, k, v): region-major q, k, v plus pooled q, k
   layout        to_regions of q, k and v alone (what the pooling rides on in that pass)
@@ -16,7 +16,7 @@ time (measured, or --attention-ms to compare against a given time; the bar is 3%
 pooling as its own pass (as permute-once models need it), and with pooling at its marginal cost
 inside the layout pass (layout+pool - layout, as the per-layer pipeline runs it).
 
-  python bench/bench_drafting.py [--shape wan14b_720p] [--reps 20] [--attention-ms 24.5] [--json PATH]
+  python bench/bench_drafting.py [--shape wan14b-720p] [--reps 20] [--attention-ms 24.5] [--json PATH]
 """
 import argparse
 import json
@@ -27,20 +27,14 @@ from torch.profiler import ProfilerActivity, profile
 
 import draftattn_cuda
 from draftattn_cuda import VideoLayout
+from draftattn_cuda.benchmark.shapes import MODEL_SHAPES
 
 ops = torch.ops.draftattn
 FLOOR_BYTES_PER_S = 3.0e12
 BAR = 0.03
 
-# name: (frames, height, width, heads, head_dim, text_len, text_first); Wan-14B 720p first.
-SHAPES = {
-    "wan14b_720p": (21, 45, 80, 40, 128, 0, False),
-    "wan1.3b_480p": (21, 30, 52, 12, 128, 0, False),
-    "wan14b_768p": (21, 48, 80, 40, 128, 0, False),
-    "hunyuan_720p": (33, 45, 80, 24, 128, 256, False),
-    "hunyuan_768p": (33, 48, 80, 24, 128, 256, False),
-    "cogvideox_480p": (13, 30, 45, 48, 64, 226, True),
-}
+# The model shapes of docs/ALGORITHM.md, named as `python -m draftattn_cuda.bench` names them.
+SHAPES = MODEL_SHAPES
 
 # Kernel name fragment -> stage label, in pipeline order.
 STAGES = [
@@ -185,7 +179,7 @@ def print_result(r):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", action="append", choices=list(SHAPES), help="shapes to run (default: all)")
+    parser.add_argument("--shape", action="append", choices=list(SHAPES), help="shapes to run (default: wan14b-720p, hunyuan-720p)")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--no-attention", action="store_true", help="skip timing sparse_attn")
     parser.add_argument("--attention-ms", type=float, help="attention time to compare drafting against "
@@ -197,7 +191,7 @@ def main():
     card = torch.cuda.get_device_name()
     print(f"card: {card}; memory floor at {FLOOR_BYTES_PER_S / 1e12:.1f} TB/s")
     results = []
-    for name in args.shape or list(SHAPES):
+    for name in args.shape or ["wan14b-720p", "hunyuan-720p"]:
         measure = not args.no_attention and args.attention_ms is None
         results.append(bench_shape(name, args.reps, measure, args.attention_ms))
         print_result(results[-1])

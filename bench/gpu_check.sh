@@ -6,7 +6,7 @@
 #   bench/gpu_check.sh                 build, tests, benchmarks (add "sanitize" or "cpp" to STAGES for more)
 #   STAGES="build tests" bench/gpu_check.sh
 #   DRAFTATTN_ATTN_KERNELS=bf16_hd128 bench/gpu_check.sh   (faster development build)
-#   PYTEST_ARGS="-k model_shapes" BENCH_ARGS="--shape wan14b_720p" bench/gpu_check.sh
+#   PYTEST_ARGS="-k model_shapes" BENCH_ARGS="--shape wan14b-720p" bench/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/draftattn_gpu_check}

@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from ..benchmark.options import choices
 from ..benchmark.progress import Progress
 from ..benchmark.shapes import VIDEO_SHAPE_FORMS, parse_shape
 from .evaluate import METHODS, evaluate_case
@@ -22,16 +23,6 @@ def number_list(kind):
             return [kind(part) for part in text.split(",")]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a comma list of {kind.__name__}s, got {text!r}")
-    return parse
-
-
-def word_list(choices):
-    def parse(text):
-        words = text.split(",")
-        unknown = [word for word in words if word not in choices]
-        if unknown:
-            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {list(choices)}")
-        return words
     return parse
 
 
@@ -64,9 +55,9 @@ def parse_args(argv):
                         help="target kept block fractions, comma list")
     parser.add_argument("--sharpness", type=number_list(float), default=[1.0, 2.0],
                         help="factors on q (peakier attention), comma list")
-    parser.add_argument("--scenes", type=word_list(SCENES), default=list(SCENES),
+    parser.add_argument("--scenes", type=choices("scenes", SCENES), default=list(SCENES),
                         help="smooth: background field only; video: plus moving objects and repeated structures")
-    parser.add_argument("--methods", type=word_list(METHODS), default=list(METHODS))
+    parser.add_argument("--methods", type=choices("methods", METHODS), default=list(METHODS))
     parser.add_argument("--json", metavar="PATH", help="write every row and the seed means as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")
     parser.add_argument("--plot", metavar="DIR", help="write PNG plots (recall and rel. L2 vs density per method) "
