@@ -16,6 +16,9 @@ class CogVideoXDraftProcessor(DraftProcessor):
 
     In region-major order the text is padded to whole 128-row blocks before the video blocks."""
 
+    context_parallel_refusal = ("diffusers ships no context-parallel plan for CogVideoXTransformer3DModel, whose blocks "
+                                "attend over text and video joined in one sequence")
+
     def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None):
         if self.uses_stock_path(unsupported_mask=attention_mask is not None):
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)

@@ -19,6 +19,9 @@ class HunyuanVideoDraftProcessor(DraftProcessor):
     """HunyuanVideo's attention: per-head RMS norm of q and k, rotary on the video tokens; text either
     through its own projections (dual-stream blocks) or concatenated before them (single-stream)."""
 
+    context_parallel_refusal = ("diffusers ships no context-parallel plan for HunyuanVideoTransformer3DModel, so there "
+                                "is no split of its [video; text] sequence and text mask to follow")
+
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
         text_len = 0 if encoder_hidden_states is None else encoder_hidden_states.shape[1]
         text_lens, understood = text_lengths_from_mask(attention_mask, text_len)

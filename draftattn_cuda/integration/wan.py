@@ -7,7 +7,12 @@ from .region_major import from_region_rows, to_region_rows
 
 
 class WanDraftProcessor(DraftProcessor):
-    """Wan's self-attention (q/k RMS norm across heads, rotary embedding) with draft attention."""
+    """Wan's self-attention (q/k RMS norm across heads, rotary embedding) with draft attention.
+
+    Runs under diffusers' Ulysses context parallelism: Wan's plan splits only the video tokens (and
+    their rotary tables) along the sequence, which is all attn1 attends over."""
+
+    context_parallel = True
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None,
                  **kwargs):
