@@ -17,7 +17,8 @@ from .build_info import cuda_kernels_built  # noqa: E402
 from .checks import validate_block_lists  # noqa: E402
 from .integration import DraftConfig, denoising_step_callback, disable, enable, set_step  # noqa: E402
 from .layout import VideoLayout  # noqa: E402
-from .ops import draft_select, mean_pool, quantize_fp8, sparse_attn, sparse_attn_fp8  # noqa: E402
+from .ops import (draft_select, mean_pool, quantize_fp8, sparse_attn, sparse_attn_fp8,  # noqa: E402
+                  to_regions_and_quantize_fp8)
 from .pipeline import draft_attention, draft_attention_regions  # noqa: E402
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "set_step",
     "sparse_attn",
     "sparse_attn_fp8",
+    "to_regions_and_quantize_fp8",
     "validate_block_lists",
 ]

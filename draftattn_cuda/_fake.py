@@ -66,3 +66,11 @@ def _to_regions_and_pool(q, k, v, frames, height, width, region_h=8, region_w=16
     regions = [_to_regions(t, frames, height, width, region_h, region_w, text_len, text_first) for t in (q, k, v)]
     pooled = [_mean_pool(t, frames, height, width, region_h, region_w, text_len, text_first) for t in (q, k)]
     return (*regions, *pooled)
+
+
+@torch.library.register_fake("draftattn::to_regions_and_quantize_fp8")
+def _to_regions_and_quantize_fp8(q, k, v, frames, height, width, region_h=8, region_w=16, text_len=0,
+                                 text_first=False):
+    regions = [_to_regions(t, frames, height, width, region_h, region_w, text_len, text_first) for t in (q, k, v)]
+    pooled = [_mean_pool(t, frames, height, width, region_h, region_w, text_len, text_first) for t in (q, k)]
+    return (*_quantize_fp8(*regions), *pooled)

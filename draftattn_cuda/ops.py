@@ -26,6 +26,17 @@ def quantize_fp8(q, k, v):
     return torch.ops.draftattn.quantize_fp8.default(q, k, v)
 
 
+def to_regions_and_quantize_fp8(q, k, v, layout):
+    """quantize_fp8 of the region-major q, k, v plus their region means, in one pass from model order.
+
+    q, k, v: (batch, layout.tokens, heads, head_dim) fp16/bf16 in model order, head_dim 64 or 128.
+    Returns (q8, k8, v_t8, q_descale, k_descale, v_descale, q_pooled, k_pooled): the first six
+    bit-identical to quantize_fp8(*to_regions_and_pool(q, k, v, ...)[:3]), the pooled means
+    fp32 (batch, heads, num_regions, head_dim) identical to to_regions_and_pool's.
+    """
+    return torch.ops.draftattn.to_regions_and_quantize_fp8.default(q, k, v, *layout.op_args)
+
+
 def sparse_attn_fp8(q8, k8, v_t8, kv_indices, kv_counts, q_descale, k_descale, v_descale, block_lens=None,
                     scale=None):
     """sparse_attn on e4m3 inputs from quantize_fp8 (or the same format); bf16 out, fp32 lse."""

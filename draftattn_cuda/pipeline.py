@@ -29,10 +29,16 @@ def draft_attention(q, k, v, layout, sparsity=0.9, rule="global", top_p=0.9, sca
     """
     _check_precision(precision)
     block_lens = key_padding_block_lens(layout, text_lens, q)
-    q_regions, k_regions, v_regions, q_pooled, k_pooled = _ops.to_regions_and_pool.default(q, k, v, *layout.op_args)
+    # fp8: one pass from model order to the e4m3 inputs (the same bytes as quantize_fp8 of the
+    # region-major tensors) and the region means; no bf16 region-major copies.
+    to_regions = _ops.to_regions_and_quantize_fp8 if precision == "fp8" else _ops.to_regions_and_pool
+    *attention_inputs, q_pooled, k_pooled = to_regions.default(q, k, v, *layout.op_args)
     kv_indices, kv_counts = _ops.draft_select.default(q_pooled, k_pooled, rule, sparsity, top_p,
                                                       layout.text_blocks, layout.text_first)
-    out_regions, lse = _attend(q_regions, k_regions, v_regions, kv_indices, kv_counts, block_lens, scale, precision)
+    if precision == "fp8":
+        out_regions, lse = _attend_fp8(attention_inputs, kv_indices, kv_counts, block_lens, scale, q.dtype)
+    else:
+        out_regions, lse = sparse_attn(*attention_inputs, kv_indices, kv_counts, block_lens, scale)
     out = _ops.from_regions.default(out_regions, *layout.op_args)
     if not return_stats:
         return out
@@ -134,10 +140,15 @@ def kept_token_pair_fraction(kv_indices, kv_counts, block_lens):
 
 def _attend(q, k, v, kv_indices, kv_counts, block_lens, scale, precision):
     if precision == "fp8":
-        quantized = quantize_fp8(q, k, v)
-        out, lse = sparse_attn_fp8(*quantized[:3], kv_indices, kv_counts, *quantized[3:], block_lens, scale)
-        return out.to(q.dtype), lse
+        return _attend_fp8(quantize_fp8(q, k, v), kv_indices, kv_counts, block_lens, scale, q.dtype)
     return sparse_attn(q, k, v, kv_indices, kv_counts, block_lens, scale)
+
+
+def _attend_fp8(quantized, kv_indices, kv_counts, block_lens, scale, dtype):
+    """sparse_attn_fp8 on quantize_fp8's six outputs; the output in `dtype`."""
+    q8, k8, v_t8, q_descale, k_descale, v_descale = quantized
+    out, lse = sparse_attn_fp8(q8, k8, v_t8, kv_indices, kv_counts, q_descale, k_descale, v_descale, block_lens, scale)
+    return out.to(dtype), lse
 
 
 def _stats(kv_indices, kv_counts, lse, block_lens):

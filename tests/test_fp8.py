@@ -160,3 +160,85 @@ def test_kernel_matches_reference_op_on_partial_blocks(rng):
     assert torch.equal(finite, torch.isfinite(got_lse.cpu()))
     torch.testing.assert_close(got_lse.cpu()[finite], want_lse[finite], atol=2e-2, rtol=1e-2)
     assert rel_l2(got.cpu(), want) <= 0.05
+
+
+# to_regions_and_quantize_fp8: the layout pass with the quantisation fused in.
+FUSED_OUTPUTS = ("q_fp8", "k_fp8", "v_t_fp8", "q_descale", "k_descale", "v_descale", "q_pooled", "k_pooled")
+
+
+def raw_bits(t):
+    return t.view(torch.uint8) if t.dtype == torch.float8_e4m3fn else t.view(torch.int32)
+
+
+def assert_same_bits(got, want, names=FUSED_OUTPUTS):
+    for name, g, w in zip(names, got, want, strict=True):
+        assert g.shape == w.shape and g.dtype == w.dtype, name
+        assert torch.equal(raw_bits(g), raw_bits(w)), f"{name} differs"
+
+
+def region_major(x, layout):
+    """x in model order -> padded region-major through VideoLayout.region_index, padding rows zero
+    (built with plain indexing, independent of the to_regions op)."""
+    rows = layout.region_index()
+    out = x.new_zeros(x.shape[0], layout.padded_tokens, *x.shape[2:])
+    out[:, rows >= 0] = x[:, rows[rows >= 0]]
+    return out
+
+
+@pytest.mark.parametrize("geometry", [(2, 30, 52, 0, False), (1, 45, 80, 200, False), (3, 16, 32, 77, True),
+                                      (2, 24, 20, 130, True)])
+@pytest.mark.parametrize("head_dim,dtype", [(64, torch.bfloat16), (128, torch.float16), (128, torch.float32)])
+def test_fused_reference_is_the_composition(rng, geometry, head_dim, dtype):
+    frames, height, width, text_len, text_first = geometry
+    layout = da.VideoLayout(frames, height, width, text_len=text_len, text_first=text_first)
+    q, k, v = ((torch.randn(2, layout.tokens, 3, head_dim, generator=rng) * 4).to(dtype) for _ in range(3))
+    got = da.to_regions_and_quantize_fp8(q, k, v, layout)
+    regions = [region_major(x, layout) for x in (q, k, v)]
+    pooled = [torch.ops.draftattn.mean_pool(x, *layout.op_args) for x in (q, k)]
+    assert_same_bits(got, (*da.quantize_fp8(*regions), *pooled))
+    assert_same_bits(got, (*da.quantize_fp8(*torch.ops.draftattn.to_regions_and_pool(q, k, v, *layout.op_args)[:3]),
+                           *torch.ops.draftattn.to_regions_and_pool(q, k, v, *layout.op_args)[3:]))
+
+
+def test_fused_region_shape_and_opcheck(rng):
+    layout = da.VideoLayout(2, 20, 30, region=(16, 8), text_len=40)
+    q, k, v = (torch.randn(1, layout.tokens, 2, 64, generator=rng) for _ in range(3))
+    got = da.to_regions_and_quantize_fp8(q, k, v, layout)
+    assert got[0].shape == (1, layout.padded_tokens, 2, 64) and got[2].shape == (1, 2, 64, layout.padded_tokens)
+    assert got[6].shape == (1, 2, layout.num_regions, 64) and got[3].shape == (1, 2, layout.num_blocks)
+    assert_same_bits(got, (*da.quantize_fp8(*(region_major(x, layout) for x in (q, k, v))),
+                           *(torch.ops.draftattn.mean_pool(x, *layout.op_args) for x in (q, k))))
+    torch.library.opcheck(torch.ops.draftattn.to_regions_and_quantize_fp8.default, (q, k, v, *layout.op_args))
+
+
+def test_fused_errors_name_the_argument(rng):
+    layout = da.VideoLayout(1, 8, 16)
+    q = torch.randn(1, layout.tokens, 2, 64, generator=rng).bfloat16()
+    fused = torch.ops.draftattn.to_regions_and_quantize_fp8
+    with pytest.raises(RuntimeError, match="head_dim \\(last dim of q, k, v\\) must be 64 or 128"):
+        fused(*(torch.randn(1, layout.tokens, 2, 32) for _ in range(3)), *layout.op_args)
+    with pytest.raises(RuntimeError, match="q has 128 tokens but the layout needs 256"):
+        fused(q, q, q, 2, 8, 16)
+    with pytest.raises(RuntimeError, match="region_h \\* region_w must equal the attention block size 128"):
+        fused(q, q, q, 1, 8, 16, 8, 8)
+    with pytest.raises(RuntimeError, match="k must have the same dtype as q"):
+        fused(q, q.half(), q, *layout.op_args)
+    with pytest.raises(RuntimeError, match="k and v must have the shape of q"):
+        fused(q, q, q[:, :, :1], *layout.op_args)
+
+
+@pytest.mark.parametrize("text_first", [False, True])
+def test_draft_attention_fp8_is_the_unfused_pipeline(rng, text_first):
+    """draft_attention(precision="fp8") on the fused pass gives the output of layout -> select ->
+    quantize_fp8 -> sparse_attn_fp8 -> inverse layout, bit for bit."""
+    layout = da.VideoLayout(2, 12, 40, text_len=50, text_first=text_first)
+    q, k, v = (torch.randn(1, layout.tokens, 2, 64, generator=rng).bfloat16() for _ in range(3))
+    ops = torch.ops.draftattn
+    q_r, k_r, v_r, q_p, k_p = ops.to_regions_and_pool(q, k, v, *layout.op_args)
+    kv_indices, kv_counts = ops.draft_select(q_p, k_p, "global", 0.5, 0.9, layout.text_blocks, text_first)
+    quantized = da.quantize_fp8(q_r, k_r, v_r)
+    out, lse = da.sparse_attn_fp8(*quantized[:3], kv_indices, kv_counts, *quantized[3:], layout.block_lens())
+    want = ops.from_regions(out.bfloat16(), *layout.op_args)
+    got, stats = da.draft_attention(q, k, v, layout, sparsity=0.5, precision="fp8", return_stats=True)
+    assert torch.equal(got, want) and torch.equal(stats["lse"], lse)
+    assert torch.equal(stats["kv_indices"], kv_indices) and torch.equal(stats["kv_counts"], kv_counts)

@@ -282,6 +282,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> to_region
   return {q_regions, k_regions, gather_regions(v, source), q_pooled, k_pooled};
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+to_regions_and_quantize_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t frames,
+                            int64_t height, int64_t width, int64_t region_h, int64_t region_w, int64_t text_len,
+                            bool text_first) {
+  checks::check_to_regions_and_pool_inputs(q, k, v, frames, height, width, region_h, region_w, text_len, text_first);
+  TORCH_CHECK(q.size(3) == 64 || q.size(3) == 128,
+              "head_dim (last dim of q, k, v) must be 64 or 128 for the fp8 kernel, got ", q.size(3));
+  auto [q_regions, k_regions, v_regions, q_pooled, k_pooled] =
+      to_regions_and_pool(q, k, v, frames, height, width, region_h, region_w, text_len, text_first);
+  auto [q8, k8, v_t, q_descale, k_descale, v_descale] = quantize_fp8(q_regions, k_regions, v_regions);
+  return {q8, k8, v_t, q_descale, k_descale, v_descale, q_pooled, k_pooled};
+}
+
 std::tuple<at::Tensor, at::Tensor> draft_select(const at::Tensor& q_pooled, const at::Tensor& k_pooled,
                                                 c10::string_view rule, double sparsity, double top_p,
                                                 int64_t text_blocks, bool text_first) {
@@ -324,6 +337,7 @@ void register_reference_kernels(torch::Library& m) {
   m.impl("to_regions", &to_regions);
   m.impl("from_regions", &from_regions);
   m.impl("to_regions_and_pool", &to_regions_and_pool);
+  m.impl("to_regions_and_quantize_fp8", &to_regions_and_quantize_fp8);
 }
 }  // namespace
 

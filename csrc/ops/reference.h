@@ -51,4 +51,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> to_region
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t frames, int64_t height, int64_t width,
     int64_t region_h, int64_t region_w, int64_t text_len, bool text_first);
 
+// to_regions_and_pool followed by quantize_fp8 of its region-major q, k, v:
+// (q_fp8, k_fp8, v_t_fp8, q_descale, k_descale, v_descale, q_pooled, k_pooled).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+to_regions_and_quantize_fp8(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t frames,
+                            int64_t height, int64_t width, int64_t region_h, int64_t region_w, int64_t text_len,
+                            bool text_first);
+
 }  // namespace draftattn::reference

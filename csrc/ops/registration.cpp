@@ -30,6 +30,11 @@ TORCH_LIBRARY(draftattn, m) {
       "to_regions_and_pool(Tensor q, Tensor k, Tensor v, int frames, int height, int width, "
       "int region_h=8, int region_w=16, int text_len=0, bool text_first=False) -> "
       "(Tensor q_regions, Tensor k_regions, Tensor v_regions, Tensor q_pooled, Tensor k_pooled)");
+  m.def(
+      "to_regions_and_quantize_fp8(Tensor q, Tensor k, Tensor v, int frames, int height, int width, "
+      "int region_h=8, int region_w=16, int text_len=0, bool text_first=False) -> "
+      "(Tensor q_fp8, Tensor k_fp8, Tensor v_t_fp8, Tensor q_descale, Tensor k_descale, Tensor v_descale, "
+      "Tensor q_pooled, Tensor k_pooled)");
 }
 
 // Importing draftattn_cuda._C runs the registrations above; the module itself is empty.

@@ -18,7 +18,8 @@ CPU_DENSE = ("sdpa-cpu",)
 CPU_SPARSE = ("ours", "ours-fp8")
 DESCRIPTIONS = {
     "ours": "torch.ops.draftattn.sparse_attn (the CUDA kernel on a GPU, the ATen reference on the CPU)",
-    "ours-fp8": "sparse_attn_fp8 on quantize_fp8 inputs (e4m3 q, k, v and P); quantisation timed apart",
+    "ours-fp8": "sparse_attn_fp8 on quantize_fp8 inputs (e4m3 q, k, v and P); quantisation timed apart, "
+                "in the overhead column",
     "flex": "FlexAttention (torch.compile) with a BlockMask of the same block lists",
     "cudnn": "dense scaled_dot_product_attention, cuDNN backend",
     "fa2": "dense scaled_dot_product_attention, FlashAttention-2 backend",

@@ -74,6 +74,8 @@ def markdown_table(rows):
 LEGEND = ("density: kept fraction of real (unpadded) token pairs. eff. TFLOP/s: dense FLOPs of the real tokens "
           "(4*B*H*N^2*D) x density / time. computed TFLOP/s: FLOPs of the 128x128 tiles the lists make the kernel "
           "run, padding included / time. vs dense: the fastest dense backend of the same inputs over this time. "
-          "overhead: to_regions_and_pool + draft_select (global) + from_regions at this density (ours-fp8 adds "
-          "quantize_fp8), in ms and as % of this row's attention time; none for a flat sequence. check: rel. L2 "
+          "overhead: to_regions_and_pool + draft_select (global) + from_regions at this density (ours-fp8: "
+          "to_regions_and_quantize_fp8, the layout pass with the e4m3 quantisation fused in, instead of "
+          "to_regions_and_pool), in ms and as % of this row's attention time; for a flat sequence none (ours-fp8: "
+          "quantize_fp8 alone). check: rel. L2 "
           "error of the output over real rows against the named reference.")
