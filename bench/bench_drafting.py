@@ -2,6 +2,7 @@
 
   layout+pool   to_regions_and_pool(q, k, v): region-major q, k, v plus pooled q, k
   layout        to_regions of q, k and v alone (what the pooling rides on in that pass)
+  layout+fp8    to_regions_and_quantize_fp8(q, k, v): the same pass writing e4m3 q, k, V^T
   pool q,k      mean_pool of q and of k alone (the drafting share of that pass)
   draft map+sel draft_select, per rule (logits, softmax, thresholds, block lists); also
                 replayed from a CUDA graph, which leaves out host work (allocation, launches)
@@ -119,6 +120,9 @@ def bench_shape(name, reps, attention, attention_ms):
 
     record("layout", median_ms(lambda: [ops.to_regions(x, *layout.op_args) for x in (q, k, v)], reps),
            3 * model_bytes + 3 * region_bytes)
+
+    record("layout+fp8", median_ms(lambda: ops.to_regions_and_quantize_fp8(q, k, v, *layout.op_args), reps),
+           4 * model_bytes + 3 * region_bytes // elem + 2 * pooled_bytes)
 
     def pool():
         return ops.mean_pool(q, *layout.op_args), ops.mean_pool(k, *layout.op_args)
