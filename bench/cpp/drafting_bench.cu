@@ -1,7 +1,9 @@
 // Times the drafting kernels through their plain interface (include/draftattn/drafting.h) at
 // one video shape: the region gather with pooling (to_regions_and_pool of q, k, v), pooling
-// alone (mean_pool), the inverse scatter (from_regions) and draft_select. One line per kernel:
-// the median time, and for the memory-bound layout kernels the GB/s of bytes read + written.
+// alone (mean_pool), the inverse scatter (from_regions), e4m3 quantisation (quantize_fp8 of the
+// region-major tensors, and fused into the layout pass from model order) and draft_select.
+// One line per kernel: the median time, and for the memory-bound kernels the GB/s of bytes
+// read + written.
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -152,6 +154,40 @@ int main(int argc, char** argv) {
   scatter.layout = layout;
   ms = bench::median_ms(stream, warmup, iters, [&](int) { return draftattn::scatter_regions(scatter, stream); });
   report("from_regions", ms, 2.0 * batch * half_row * model_tokens);
+
+  // fp8: quantize_fp8 of the region-major copies, and the fused pass from model order. Both
+  // read v twice (its per-head maximum first) and write one byte per element.
+  const int64_t fp8_elems = batch * region_tokens * row;
+  bench::DeviceBuffer<uint8_t> fp8[3] = {bench::DeviceBuffer<uint8_t>(fp8_elems), bench::DeviceBuffer<uint8_t>(fp8_elems),
+                                         bench::DeviceBuffer<uint8_t>(fp8_elems)};
+  bench::DeviceBuffer<float> q_descale(int64_t(batch) * heads * nb), k_descale(int64_t(batch) * heads * nb),
+      v_descale(int64_t(batch) * heads);
+  bench::DeviceBuffer<uint32_t> v_amax(int64_t(batch) * heads);
+  if (draftattn::quantize_fp8_kernel_fits(batch, region_tokens, heads, head_dim)) {
+    draftattn::QuantizeFp8Args quantize{};
+    quantize.q = contiguous(regions[0].get(), region_tokens, heads, head_dim);
+    quantize.k = contiguous(regions[1].get(), region_tokens, heads, head_dim);
+    quantize.v = contiguous(regions[2].get(), region_tokens, heads, head_dim);
+    quantize.q_fp8 = fp8[0].get(), quantize.k_fp8 = fp8[1].get(), quantize.v_t_fp8 = fp8[2].get();
+    quantize.q_descale = q_descale.get(), quantize.k_descale = k_descale.get(), quantize.v_descale = v_descale.get();
+    quantize.v_amax = v_amax.get();
+    quantize.batch = batch, quantize.tokens = int(region_tokens), quantize.heads = heads, quantize.head_dim = head_dim;
+    quantize.dtype = dtype;
+    ms = bench::median_ms(stream, warmup, iters, [&](int) { return draftattn::quantize_fp8(quantize, stream); });
+    report("quantize_fp8", ms, batch * (4 * half_row * region_tokens + 3.0 * row * region_tokens));
+  }
+  if (draftattn::regions_fp8_kernel_fits(batch, heads, head_dim, model_tokens, nb)) {
+    draftattn::RegionsFp8Args fused{};
+    fused.q = gather.src[0], fused.k = gather.src[1], fused.v = gather.src[2];
+    fused.q_fp8 = fp8[0].get(), fused.k_fp8 = fp8[1].get(), fused.v_t_fp8 = fp8[2].get();
+    fused.q_descale = q_descale.get(), fused.k_descale = k_descale.get(), fused.v_descale = v_descale.get();
+    fused.q_pooled = pooled[0].get(), fused.k_pooled = pooled[1].get();
+    fused.v_amax = v_amax.get();
+    fused.batch = batch, fused.heads = heads, fused.head_dim = head_dim, fused.dtype = dtype, fused.layout = layout;
+    ms = bench::median_ms(stream, warmup, iters, [&](int) { return draftattn::to_regions_quantize_fp8(fused, stream); });
+    report("to_regions_fp8", ms,
+           batch * (4 * half_row * model_tokens + 3.0 * row * region_tokens) + 2.0 * pooled_elems * sizeof(float));
+  }
 
   // draft_select on the pooled q, k just produced (real means of random tokens).
   const int batch_heads = batch * heads;

@@ -11,7 +11,6 @@
 #include "draftattn/drafting.h"
 #include "fp8_tiles.cuh"
 #include "region_geometry.cuh"
-#include "to_regions_quantize_fp8.h"
 
 namespace draftattn {
 namespace {

@@ -7,7 +7,6 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "../drafting/to_regions_quantize_fp8.h"
 #include "checks.h"
 #include "draftattn/drafting.h"
 #include "reference.h"
