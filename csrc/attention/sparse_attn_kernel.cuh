@@ -1,10 +1,11 @@
 // Warp-specialized, persistent Hopper block-sparse attention. Each CTA takes tiles from a
 // global atomic counter: one head after another, each head's query blocks longest list
 // first (tile_order.cu), so the CTAs running at one time share one head's K, V in L2 and the
-// run ends on short tiles. Warpgroup 0 (one warp) streams Q and the K, V tiles of each listed kv block through TMA into
-// shared-memory rings; warpgroups 1 and 2 each own 64 query rows and run S = Q K^T, the
-// online softmax and O += P V on the tensor cores (wgmma). The rings run on across tiles,
-// so the next tile's loads overlap the current tile's last steps and epilogue.
+// run ends on short tiles. Warpgroup 0 (one warp) streams Q and the K, V tiles of each
+// listed kv block through TMA into shared-memory rings; warpgroups 1 and 2 each own 64
+// query rows and run S = Q K^T, the online softmax and O += P V on the tensor cores
+// (wgmma). The rings run on across tiles, so the next tile's loads overlap the current
+// tile's last steps and epilogue.
 //
 // Two overlaps keep the tensor cores busy while exponentials are computed:
 // - inside a warpgroup, step j issues S_j = Q K_j and O += P_{j-1} V_{j-1} together and
