@@ -8,6 +8,14 @@
 // divisions as ATen's CPU kernels do them (the build uses --use_fast_math, so they are
 // written as PTX div.rn.f32, which also keeps subnormals), and the e4m3 rounding is ATen's
 // own (e4m3_bits below), so both passes are bit-identical to reference::quantize_fp8.
+// Those divisions and e4m3_bits cost ~25 instructions an element, which made the passes
+// issue-bound. A tile whose amax is finite and >= kFastMinAmax (every real activation) takes
+// a fast path of the same results: the quotient from a per-tile reciprocal and two fmas, and
+// the hardware's cvt.rn.satfinite.e4m3x2.f32. An exhaustive CPU check proves both: for every
+// bf16 and fp16 amax >= kFastMinAmax and every |x| <= amax, e4m3 of the fast quotient equals
+// e4m3 of the correctly rounded one, and for every finite |q| <= 896 cuda_fp8's conversion
+// (the host model of that cvt) equals e4m3_bits. Other tiles (NaN, inf, tiny amax) keep the
+// exact division and e4m3_bits.
 #pragma once
 #include <cstdint>
 
@@ -19,6 +27,7 @@ namespace fp8_tiles {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
+
 constexpr float kE4M3Max = 448.f;
 constexpr uint32_t kFloatInfBits = 0x7f800000u;
 
@@ -95,6 +104,51 @@ __device__ inline float descale_of(uint32_t amax_bits) {
   return positive ? div_rn(__uint_as_float(amax_bits), kE4M3Max) : 1.f;
 }
 
+// Below 2^-100 the fast quotient's fma residual can underflow (the CPU check finds mismatches
+// up to amax ~ 2^-104.6).
+constexpr uint32_t kFastMinAmaxBits = uint32_t(127 - 100) << 23;
+
+// One tile's division: its descale, and for the fast path the descale's reciprocal.
+struct Scale {
+  float descale;
+  float neg_descale;
+  float reciprocal;
+  bool fast;
+
+  __device__ explicit Scale(uint32_t amax_bits)
+      : descale(descale_of(amax_bits)),
+        neg_descale(-descale),
+        reciprocal(div_rn(1.f, descale)),
+        fast(amax_bits >= kFastMinAmaxBits && amax_bits < kFloatInfBits) {}
+};
+
+// Round-to-nearest fp32 multiply and fma that keep subnormals whatever the build's fast-math.
+__device__ inline float mul_rn(float a, float b) {
+  float p;
+  asm("mul.rn.f32 %0, %1, %2;" : "=f"(p) : "f"(a), "f"(b));
+  return p;
+}
+__device__ inline float fma_rn(float a, float b, float c) {
+  float d;
+  asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(d) : "f"(a), "f"(b), "f"(c));
+  return d;
+}
+
+// x / descale for a fast tile: the reciprocal's product corrected by its exact residual; the
+// sign is x's, which the fmas lose for x = -0.
+__device__ inline float fast_quotient(float x, const Scale& s) {
+  const float q0 = mul_rn(x, s.reciprocal);
+  const float q = fma_rn(fma_rn(q0, s.neg_descale, x), s.reciprocal, q0);
+  return __uint_as_float((__float_as_uint(q) & 0x7fffffffu) | (__float_as_uint(x) & 0x80000000u));
+}
+
+// Two finite floats -> e4m3 (lo in the low byte), round to nearest even, saturating at 448.
+__device__ inline uint16_t e4m3x2_bits(float lo, float hi) {
+  uint16_t out;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(out) : "f"(hi), "f"(lo));
+  return out;
+}
+
 // float -> e4m3fn bits exactly as ATen's CPU conversion: round to nearest even, magnitudes
 // past 448 (inf too) saturate to 448, NaN -> 0x7f with the sign kept. This is
 // c10::detail::fp8e4m3fn_from_fp32_value with the saturation applied first.
@@ -126,13 +180,24 @@ template <> struct Fp8Bits<8> { using type = uint2; };
 template <> struct Fp8Bits<1> { using type = uint8_t; };
 
 template <typename Elem, int kVec>
-__device__ typename Fp8Bits<kVec>::type to_e4m3(const Pack<Elem, kVec>& p, float descale) {
+__device__ typename Fp8Bits<kVec>::type to_e4m3(const Pack<Elem, kVec>& p, const Scale& s) {
   union {
     typename Fp8Bits<kVec>::type bits;
     uint8_t byte[kVec];
+    uint16_t pair[(kVec + 1) / 2];
   } out;
+  if (s.fast) {
+    if constexpr (kVec == 1) {
+      out.byte[0] = uint8_t(e4m3x2_bits(fast_quotient(to_float(p.elem[0]), s), 0.f));
+    } else {
 #pragma unroll
-  for (int e = 0; e < kVec; ++e) out.byte[e] = e4m3_bits(div_rn(to_float(p.elem[e]), descale));
+      for (int e = 0; e < kVec; e += 2)
+        out.pair[e / 2] = e4m3x2_bits(fast_quotient(to_float(p.elem[e]), s), fast_quotient(to_float(p.elem[e + 1]), s));
+    }
+  } else {
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) out.byte[e] = e4m3_bits(div_rn(to_float(p.elem[e]), s.descale));
+  }
   return out.bits;
 }
 
@@ -150,14 +215,14 @@ __device__ inline uint32_t cta_max(uint32_t m) {
 
 // The tile's rows as e4m3 with one descale, row r of the tile going to dst + r * row_stride.
 template <typename Elem, int kVec, int kHeadDim, typename Map>
-__device__ void store_e4m3_rows(const Tile<Elem, kVec, kHeadDim, Map>& tile, float descale, uint8_t* dst,
+__device__ void store_e4m3_rows(const Tile<Elem, kVec, kHeadDim, Map>& tile, const Scale& scale, uint8_t* dst,
                                 int64_t row_stride, int valid_rows) {
   using Bits = typename Fp8Bits<kVec>::type;
 #pragma unroll
   for (int i = 0; i < Map::kSteps; ++i)
     if (Map::row(i) < valid_rows)
       *reinterpret_cast<Bits*>(dst + Map::row(i) * row_stride + Map::pack(i) * kVec) =
-          to_e4m3(tile.packs[i], descale);
+          to_e4m3(tile.packs[i], scale);
 }
 
 // Position of block row `row` in the fp8 key order (the inverse of docs/CONTRACT.md's
@@ -175,7 +240,7 @@ constexpr int kStagedRowWords = kBlockSize / 4 + 1;
 // written as whole 128-byte rows, row d of the tile's V^T going to dst + d * dst_row_stride.
 template <typename Elem, int kVec, int kHeadDim>
 __device__ void store_e4m3_transposed(const Tile<Elem, kVec, kHeadDim, TransposeMap<kVec, kHeadDim>>& tile,
-                                      float descale, uint8_t* dst, int64_t dst_row_stride) {
+                                      const Scale& scale, uint8_t* dst, int64_t dst_row_stride) {
   using Map = TransposeMap<kVec, kHeadDim>;
   __shared__ uint32_t staged[kHeadDim * kStagedRowWords];
   uint8_t* staged_bytes = reinterpret_cast<uint8_t*>(staged);
@@ -185,7 +250,7 @@ __device__ void store_e4m3_transposed(const Tile<Elem, kVec, kHeadDim, Transpose
       typename Fp8Bits<kVec>::type bits;
       uint8_t byte[kVec];
     } e4m3;
-    e4m3.bits = to_e4m3(tile.packs[i], descale);
+    e4m3.bits = to_e4m3(tile.packs[i], scale);
     const int position = key_position(Map::row(i));
 #pragma unroll
     for (int e = 0; e < kVec; ++e)

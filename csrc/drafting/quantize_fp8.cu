@@ -42,14 +42,14 @@ __global__ void __launch_bounds__(kThreads) quantize_tiles_kernel(QuantizeFp8Arg
     return;
   }
 
-  const float descale = descale_of(amax);
+  const Scale scale(amax);
   const int num_blocks = gridDim.y;
   if (threadIdx.x == 0)
-    (tensor == 0 ? a.q_descale : a.k_descale)[(int64_t(batch) * a.heads + head) * num_blocks + block] = descale;
+    (tensor == 0 ? a.q_descale : a.k_descale)[(int64_t(batch) * a.heads + head) * num_blocks + block] = scale.descale;
   const int64_t row_stride = int64_t(a.heads) * kHeadDim;
   uint8_t* dst = (tensor == 0 ? a.q_fp8 : a.k_fp8) + (int64_t(batch) * a.tokens * a.heads + head) * kHeadDim +
                  int64_t(block) * kBlockSize * row_stride;
-  store_e4m3_rows(tile, descale, dst, row_stride, a.tokens - block * kBlockSize);
+  store_e4m3_rows(tile, scale, dst, row_stride, a.tokens - block * kBlockSize);
 }
 
 // The minimum of one CTA per SM keeps ptxas from spilling in the scalar (kVec = 1) variant to
@@ -58,13 +58,13 @@ template <typename Elem, int kVec, int kHeadDim>
 __global__ void __launch_bounds__(kThreads, 1) transpose_v_kernel(QuantizeFp8Args a) {
   const int head = blockIdx.x, block = blockIdx.y, batch = blockIdx.z;
   const int64_t batch_head = int64_t(batch) * a.heads + head;
-  const float descale = descale_of(a.v_amax[batch_head]);
-  if (block == 0 && threadIdx.x == 0) a.v_descale[batch_head] = descale;
+  const Scale scale(a.v_amax[batch_head]);
+  if (block == 0 && threadIdx.x == 0) a.v_descale[batch_head] = scale.descale;
 
   Tile<Elem, kVec, kHeadDim, TransposeMap<kVec, kHeadDim>> tile;
   tile.load(BlockRows<Elem>(a.v, batch, head, block, a.tokens));
   const int64_t padded = int64_t(gridDim.y) * kBlockSize;
-  store_e4m3_transposed(tile, descale, a.v_t_fp8 + batch_head * kHeadDim * padded + int64_t(block) * kBlockSize,
+  store_e4m3_transposed(tile, scale, a.v_t_fp8 + batch_head * kHeadDim * padded + int64_t(block) * kBlockSize,
                         padded);
 }
 

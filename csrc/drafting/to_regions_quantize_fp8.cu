@@ -80,14 +80,14 @@ __global__ void __launch_bounds__(kThreads) region_tiles_kernel(RegionsFp8Args a
     return;
   }
 
-  const float descale = descale_of(amax);
+  const Scale scale(amax);
   const int num_blocks = gridDim.y;
-  if (threadIdx.x == 0) (tensor == 0 ? a.q_descale : a.k_descale)[batch_head * num_blocks + block] = descale;
+  if (threadIdx.x == 0) (tensor == 0 ? a.q_descale : a.k_descale)[batch_head * num_blocks + block] = scale.descale;
   const int64_t row_stride = int64_t(a.heads) * kHeadDim;
   const int64_t padded = int64_t(num_blocks) * kBlockSize;
   uint8_t* dst = (tensor == 0 ? a.q_fp8 : a.k_fp8) + (int64_t(batch) * padded * a.heads + head) * kHeadDim +
                  int64_t(block) * kBlockSize * row_stride;
-  store_e4m3_rows(tile, descale, dst, row_stride, kBlockSize);
+  store_e4m3_rows(tile, scale, dst, row_stride, kBlockSize);
 
   if (blk.valid_w == 0) return;  // text blocks are not pooled
   const int region = map.text_first ? block - map.text_blocks : block;
@@ -95,17 +95,19 @@ __global__ void __launch_bounds__(kThreads) region_tiles_kernel(RegionsFp8Args a
   store_region_mean(tile, blk.valid, pooled + (batch_head * map.num_regions + region) * kHeadDim);
 }
 
+// A minimum of one CTA per SM, as in quantize_fp8.cu's transpose_v_kernel: with none, ptxas
+// aims at 64 registers for the fp16 variant and spills.
 template <typename Elem, int kVec, int kHeadDim>
-__global__ void __launch_bounds__(kThreads) region_v_kernel(RegionsFp8Args a, RegionMap map) {
+__global__ void __launch_bounds__(kThreads, 1) region_v_kernel(RegionsFp8Args a, RegionMap map) {
   const int head = blockIdx.x, block = blockIdx.y, batch = blockIdx.z;
   const int64_t batch_head = int64_t(batch) * a.heads + head;
-  const float descale = descale_of(a.v_amax[batch_head]);
-  if (block == 0 && threadIdx.x == 0) a.v_descale[batch_head] = descale;
+  const Scale scale(a.v_amax[batch_head]);
+  if (block == 0 && threadIdx.x == 0) a.v_descale[batch_head] = scale.descale;
 
   Tile<Elem, kVec, kHeadDim, TransposeMap<kVec, kHeadDim>> tile;
   tile.load(RegionRows<Elem>(a.v, batch, head, map.block(block), map.width));
   const int64_t padded = int64_t(gridDim.y) * kBlockSize;
-  store_e4m3_transposed(tile, descale, a.v_t_fp8 + batch_head * kHeadDim * padded + int64_t(block) * kBlockSize,
+  store_e4m3_transposed(tile, scale, a.v_t_fp8 + batch_head * kHeadDim * padded + int64_t(block) * kBlockSize,
                         padded);
 }
 
