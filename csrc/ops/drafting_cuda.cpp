@@ -59,6 +59,21 @@ at::Tensor empty_pooled(const at::Tensor& x, const checks::VideoGeometry& g) {
   return at::empty({x.size(0), x.size(2), g.num_regions, x.size(3)}, x.options().dtype(at::kFloat));
 }
 
+// One tensor through the gather kernel: region-major copy into `regions` and/or region means
+// into `pooled` (either may be undefined).
+void gather_one(const at::Tensor& x, const checks::VideoGeometry& g, const at::Tensor& regions,
+                const at::Tensor& pooled, const char* op) {
+  GatherRegionsArgs a = gather_args(x, g);
+  a.num_tensors = 1;
+  a.src[0] = token_tensor(x);
+  if (regions.defined()) {
+    a.dst[0] = regions.data_ptr();
+    a.dst_strides[0] = token_tensor(regions);
+  }
+  if (pooled.defined()) a.pooled[0] = pooled.data_ptr<float>();
+  check_launch(gather_regions(a, current_stream(x)), op);
+}
+
 at::Tensor mean_pool_cuda(const at::Tensor& x_in, int64_t frames, int64_t height, int64_t width, int64_t region_h,
                           int64_t region_w, int64_t text_len, bool text_first) {
   const auto g = checks::check_video_geometry(frames, height, width, region_h, region_w, text_len, text_first);
@@ -68,11 +83,7 @@ at::Tensor mean_pool_cuda(const at::Tensor& x_in, int64_t frames, int64_t height
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = unit_last_stride(x_in);
   at::Tensor pooled = empty_pooled(x, g);
-  GatherRegionsArgs a = gather_args(x, g);
-  a.num_tensors = 1;
-  a.src[0] = token_tensor(x);
-  a.pooled[0] = pooled.data_ptr<float>();
-  check_launch(gather_regions(a, current_stream(x)), "mean_pool");
+  gather_one(x, g, at::Tensor(), pooled, "mean_pool");
   return pooled;
 }
 
@@ -85,12 +96,7 @@ at::Tensor to_regions_cuda(const at::Tensor& x_in, int64_t frames, int64_t heigh
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = unit_last_stride(x_in);
   at::Tensor out = empty_regions(x, g);
-  GatherRegionsArgs a = gather_args(x, g);
-  a.num_tensors = 1;
-  a.src[0] = token_tensor(x);
-  a.dst[0] = out.data_ptr();
-  a.dst_strides[0] = token_tensor(out);
-  check_launch(gather_regions(a, current_stream(x)), "to_regions");
+  gather_one(x, g, out, at::Tensor(), "to_regions");
   return out;
 }
 
