@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(kThreads) gather_regions_kernel(GatherRegionsA
   }
 
   // Text blocks are never pooled; the grid only covers regions when nothing is copied.
-  if (!pool || blk.valid_w == 0) return;
+  if (!pool || !blk.is_video()) return;
   if (active)
     for (int i = 0; i < kVec; ++i) partial[group * args.head_dim + col * kVec + i] = sum[i];
   __syncthreads();

@@ -1,4 +1,6 @@
-// Device-side map from a padded region-major row to its model-order token (CONTRACT.md).
+// Device-side map from a padded region-major row to its model-order token (CONTRACT.md):
+// full regions one block each, then the partial edge regions of all frames packed into
+// edge blocks, text blocks before or after the video.
 #pragma once
 #include <cstdint>
 
@@ -8,7 +10,11 @@ namespace draftattn {
 
 struct RegionMap {
   int frames, height, width, region_h, region_w;
-  int regions_y, regions_x, num_regions;
+  int full_cols, full_regions, num_regions;
+  int edge_per_frame;  // tokens of one frame outside its full regions
+  int right_w;         // columns of the right-edge pieces (width % region_w)
+  int right_tokens;    // tokens of one frame's right-edge pieces (they come first)
+  int bottom_y;        // first row of the bottom-edge pieces
   int text_len, text_blocks;
   bool text_first;
   int64_t video_base;  // model token of video token 0
@@ -21,9 +27,13 @@ struct RegionMap {
     m.width = l.width;
     m.region_h = l.region_h;
     m.region_w = l.region_w;
-    m.regions_y = l.regions_y();
-    m.regions_x = l.regions_x();
+    m.full_cols = l.full_cols();
+    m.full_regions = l.full_regions();
     m.num_regions = l.num_regions();
+    m.edge_per_frame = l.edge_tokens_per_frame();
+    m.right_w = l.width - m.full_cols * l.region_w;
+    m.right_tokens = l.full_rows() * l.region_h * m.right_w;
+    m.bottom_y = l.full_rows() * l.region_h;
     m.text_len = l.text_len;
     m.text_blocks = l.text_blocks();
     m.text_first = l.text_first;
@@ -32,40 +42,66 @@ struct RegionMap {
     return m;
   }
 
+  enum class Kind { kText, kRegion, kEdge };
+
   // The rows of one block: `valid` of them hold tokens, the rest are zero padding.
   struct Block {
-    int64_t first_token;  // text: token of row 0; region: token of its top-left corner
+    int64_t first;  // text: token of row 0; region: token of its top-left corner; edge: stream position of row 0
     int valid;
-    int valid_w;          // region: tokens per region row (row-major inside); text: 0
+    Kind kind;
+    __device__ bool is_video() const { return kind != Kind::kText; }
   };
 
   __device__ Block block(int b) const {
     const bool is_text = text_first ? b < text_blocks : b >= num_regions;
     if (is_text) {
       const int t = text_first ? b : b - num_regions;
-      const int valid = min(kBlockSize, text_len - t * kBlockSize);
-      return {text_base + int64_t(t) * kBlockSize, valid, 0};
+      return {text_base + int64_t(t) * kBlockSize, min(kBlockSize, text_len - t * kBlockSize), Kind::kText};
     }
     const int r = text_first ? b - text_blocks : b;
-    const int per_frame = regions_y * regions_x;
+    if (r >= full_regions) {
+      const int64_t first = int64_t(r - full_regions) * kBlockSize;
+      const int64_t left = int64_t(frames) * edge_per_frame - first;
+      return {first, int(left < kBlockSize ? left : kBlockSize), Kind::kEdge};
+    }
+    const int per_frame = full_regions / frames;
     const int f = r / per_frame;
-    const int ry = (r % per_frame) / regions_x;
-    const int rx = r % regions_x;
-    const int y0 = ry * region_h, x0 = rx * region_w;
-    const int vh = min(region_h, height - y0), vw = min(region_w, width - x0);
-    const int64_t corner = video_base + (int64_t(f) * height + y0) * width + x0;
-    return {corner, vh * vw, vw};
+    const int ry = (r - f * per_frame) / full_cols;
+    const int rx = r - f * per_frame - ry * full_cols;
+    const int64_t corner = video_base + (int64_t(f) * height + ry * region_h) * width + rx * region_w;
+    return {corner, kBlockSize, Kind::kRegion};
   }
 
   // Model token of row `row` of block `blk`, or -1 for a padding row.
   __device__ int64_t token(const Block& blk, int row) const {
     if (row >= blk.valid) return -1;
-    if (blk.valid_w == 0) return blk.first_token + row;
-    return blk.first_token + int64_t(row / blk.valid_w) * width + row % blk.valid_w;
+    if (blk.kind == Kind::kText) return blk.first + row;
+    if (blk.kind == Kind::kRegion) return blk.first + int64_t(row / region_w) * width + row % region_w;
+    return edge_token(blk.first + row);
   }
 
-  // Block number of region r (text_first shifts regions behind the text blocks).
-  __device__ int region_block(int r) const { return text_first ? r + text_blocks : r; }
+  // Model token at position s of the edge stream: frame by frame, the right-edge pieces of
+  // the full region rows, then the bottom-edge pieces left to right, row-major inside each.
+  __device__ int64_t edge_token(int64_t s) const {
+    const int f = int(s / edge_per_frame);
+    int p = int(s - int64_t(f) * edge_per_frame);
+    int y, x;
+    if (p < right_tokens) {
+      const int piece_tokens = region_h * right_w;
+      const int piece = p / piece_tokens, i = p - piece * piece_tokens;
+      y = piece * region_h + i / right_w;
+      x = full_cols * region_w + i % right_w;
+    } else {
+      p -= right_tokens;
+      const int piece_tokens = (height - bottom_y) * region_w;
+      const int piece = p / piece_tokens, i = p - piece * piece_tokens;
+      const int x0 = piece * region_w;
+      const int piece_w = min(region_w, width - x0);
+      y = bottom_y + i / piece_w;
+      x = x0 + i % piece_w;
+    }
+    return video_base + (int64_t(f) * height + y) * width + x;
+  }
 };
 
 }  // namespace draftattn

@@ -1,8 +1,8 @@
 // Model order -> e4m3 region-major q, k, V^T and fp32 region means of q, k, in two launches
 // that read q and k once and v twice (its per-(batch, head) descale needs every v tile first).
 // Launch 1, one CTA per (head, block, batch x tensor) tile gathered through the region
-// geometry (padding rows of partial regions are zeros, as to_regions writes them): q and k
-// tiles write their descale, e4m3 rows and, for a region block, the region mean from the
+// geometry (padding rows of the last edge block are zeros, as to_regions writes them): q and k
+// tiles write their descale, e4m3 rows and, for a video block, its mean from the
 // same registers; v tiles fold their |x| max into the (batch, head) maximum. Launch 2, one
 // CTA per v tile: V^T in the fp8 key order as quantize_fp8.cu writes it.
 // Bit-identical to quantize_fp8(to_regions_and_pool(...)[:3]) plus to_regions_and_pool's
@@ -24,19 +24,17 @@ struct RegionRows {
   const Elem* head_base;
   int64_t token_stride;
   RegionMap::Block blk;
-  int width;
+  RegionMap map;
 
-  __device__ RegionRows(const TokenTensor& x, int batch, int head, const RegionMap::Block& blk, int width)
+  __device__ RegionRows(const TokenTensor& x, int batch, int head, const RegionMap::Block& blk, const RegionMap& map)
       : head_base(static_cast<const Elem*>(x.data) + batch * x.batch_stride + head * x.head_stride),
         token_stride(x.token_stride),
         blk(blk),
-        width(width) {}
+        map(map) {}
 
   __device__ const Elem* row(int r) const {
-    if (r >= blk.valid) return nullptr;
-    const int64_t token = blk.valid_w == 0 ? blk.first_token + r
-                                           : blk.first_token + int64_t(r / blk.valid_w) * width + r % blk.valid_w;
-    return head_base + token * token_stride;
+    const int64_t token = map.token(blk, r);
+    return token < 0 ? nullptr : head_base + token * token_stride;
   }
 };
 
@@ -72,7 +70,7 @@ __global__ void __launch_bounds__(kThreads) region_tiles_kernel(RegionsFp8Args a
   const TokenTensor& x = tensor == 0 ? a.q : tensor == 1 ? a.k : a.v;
   const RegionMap::Block blk = map.block(block);
   Tile<Elem, kVec, kHeadDim, RowMap<kVec, kHeadDim>> tile;
-  tile.load(RegionRows<Elem>(x, batch, head, blk, map.width));
+  tile.load(RegionRows<Elem>(x, batch, head, blk, map));
   const uint32_t amax = cta_max(tile.abs_max_bits());
   const int64_t batch_head = int64_t(batch) * a.heads + head;
   if (tensor == 2) {
@@ -89,7 +87,7 @@ __global__ void __launch_bounds__(kThreads) region_tiles_kernel(RegionsFp8Args a
                  int64_t(block) * kBlockSize * row_stride;
   store_e4m3_rows(tile, scale, dst, row_stride, kBlockSize);
 
-  if (blk.valid_w == 0) return;  // text blocks are not pooled
+  if (!blk.is_video()) return;  // text blocks are not pooled
   const int region = map.text_first ? block - map.text_blocks : block;
   float* pooled = tensor == 0 ? a.q_pooled : a.k_pooled;
   store_region_mean(tile, blk.valid, pooled + (batch_head * map.num_regions + region) * kHeadDim);
@@ -105,7 +103,7 @@ __global__ void __launch_bounds__(kThreads, 1) region_v_kernel(RegionsFp8Args a,
   if (block == 0 && threadIdx.x == 0) a.v_descale[batch_head] = scale.descale;
 
   Tile<Elem, kVec, kHeadDim, TransposeMap<kVec, kHeadDim>> tile;
-  tile.load(RegionRows<Elem>(a.v, batch, head, map.block(block), map.width));
+  tile.load(RegionRows<Elem>(a.v, batch, head, map.block(block), map));
   const int64_t padded = int64_t(gridDim.y) * kBlockSize;
   store_e4m3_transposed(tile, scale, a.v_t_fp8 + batch_head * kHeadDim * padded + int64_t(block) * kBlockSize,
                         padded);

@@ -14,12 +14,14 @@ namespace draftattn::checks {
 
 constexpr int64_t kBlockSize = 128;
 
-// Geometry of the padded region-major layout, derived from the layout op arguments.
+// Geometry of the padded region-major layout (edges packed), derived from the layout op arguments.
 struct VideoGeometry {
   int64_t frames, height, width, region_h, region_w, text_len;
   bool text_first;
-  int64_t regions_y, regions_x;  // regions per frame along rows / columns (edges partial)
-  int64_t num_regions;           // S: video blocks
+  int64_t full_rows, full_cols;  // full regions per frame along rows / columns
+  int64_t full_regions;          // frames * full_rows * full_cols
+  int64_t edge_tokens;           // tokens of the partial edge regions, all frames
+  int64_t num_regions;           // S: video blocks (full regions, then ceil(edge_tokens / 128))
   int64_t text_blocks;           // ceil(text_len / 128)
   int64_t num_blocks;            // S + text_blocks
   int64_t video_tokens;          // frames * height * width
@@ -38,9 +40,11 @@ inline VideoGeometry check_video_geometry(int64_t frames, int64_t height, int64_
               region_h, " region_w=", region_w);
   TORCH_CHECK(text_len >= 0, "text_len must be >= 0, got ", text_len);
   VideoGeometry g{frames, height, width, region_h, region_w, text_len, text_first};
-  g.regions_y = (height + region_h - 1) / region_h;
-  g.regions_x = (width + region_w - 1) / region_w;
-  g.num_regions = frames * g.regions_y * g.regions_x;
+  g.full_rows = height / region_h;
+  g.full_cols = width / region_w;
+  g.full_regions = frames * g.full_rows * g.full_cols;
+  g.edge_tokens = frames * (height * width - g.full_rows * g.full_cols * kBlockSize);
+  g.num_regions = g.full_regions + (g.edge_tokens + kBlockSize - 1) / kBlockSize;
   g.text_blocks = (text_len + kBlockSize - 1) / kBlockSize;
   g.num_blocks = g.num_regions + g.text_blocks;
   g.video_tokens = frames * height * width;

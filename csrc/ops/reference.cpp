@@ -26,11 +26,14 @@ at::Tensor region_source_index(const VideoGeometry& g) {
   for (int64_t t = 0; t < g.text_len; ++t) {
     rows[(g.text_block_offset + t / kBlockSize) * kBlockSize + t % kBlockSize] = text_start + t;
   }
-  int64_t block = g.video_block_offset;
+  // Full regions one block each, then the partial regions' tokens packed into edge blocks.
+  int64_t full_row = g.video_block_offset * kBlockSize;
+  int64_t edge_row = (g.video_block_offset + g.full_regions) * kBlockSize;
   for (int64_t f = 0; f < g.frames; ++f) {
-    for (int64_t ry = 0; ry < g.regions_y; ++ry) {
-      for (int64_t rx = 0; rx < g.regions_x; ++rx, ++block) {
-        int64_t row = block * kBlockSize;
+    for (int64_t ry = 0; ry * g.region_h < g.height; ++ry) {
+      for (int64_t rx = 0; rx * g.region_w < g.width; ++rx) {
+        const bool full = ry < g.full_rows && rx < g.full_cols;
+        int64_t& row = full ? full_row : edge_row;
         const int64_t y_end = std::min(g.height, (ry + 1) * g.region_h);
         const int64_t x_end = std::min(g.width, (rx + 1) * g.region_w);
         for (int64_t y = ry * g.region_h; y < y_end; ++y) {
@@ -54,7 +57,7 @@ at::Tensor gather_regions(const at::Tensor& x, const at::Tensor& source_index) {
   return at::cat({x, zero_row}, 1).index_select(1, source_index.to(x.device()));
 }
 
-// Mean of each video region from padded region-major rows (padding rows are zero).
+// Mean of each video block from padded region-major rows (padding rows are zero).
 at::Tensor pool_regions(const at::Tensor& regions, const at::Tensor& source_index, const VideoGeometry& g) {
   const auto lens = block_lens_of(source_index, g).narrow(0, g.video_block_offset, g.num_regions);
   const auto sums = regions.view({regions.size(0), g.num_blocks, kBlockSize, regions.size(2), regions.size(3)})

@@ -9,16 +9,24 @@
 
 namespace draftattn {
 
-// How a model-order sequence maps onto padded region-major blocks (CONTRACT.md).
+// How a model-order sequence maps onto padded region-major blocks (CONTRACT.md): every
+// full region is a block; the tokens of the partial edge regions of all frames are packed
+// into edge blocks after them; text blocks go before or after the video.
 struct RegionLayout {
   int frames, height, width;
   int region_h, region_w;  // region_h * region_w == kBlockSize
   int text_len;
   bool text_first;
 
-  int regions_y() const { return (height + region_h - 1) / region_h; }
-  int regions_x() const { return (width + region_w - 1) / region_w; }
-  int num_regions() const { return frames * regions_y() * regions_x(); }
+  int full_rows() const { return height / region_h; }
+  int full_cols() const { return width / region_w; }
+  int full_regions() const { return frames * full_rows() * full_cols(); }
+  // Tokens of one frame outside its full regions.
+  int edge_tokens_per_frame() const { return height * width - full_rows() * full_cols() * kBlockSize; }
+  int edge_blocks() const {
+    return int((int64_t(frames) * edge_tokens_per_frame() + kBlockSize - 1) / kBlockSize);
+  }
+  int num_regions() const { return full_regions() + edge_blocks(); }  // S: video blocks
   int text_blocks() const { return (text_len + kBlockSize - 1) / kBlockSize; }
   int num_blocks() const { return num_regions() + text_blocks(); }
   int64_t model_tokens() const { return int64_t(frames) * height * width + text_len; }
