@@ -9,10 +9,15 @@ BLOCK_SIZE = 128
 class VideoLayout:
     """A video of `frames x height x width` latent tokens plus `text_len` text tokens.
 
-    Each frame is tiled into regions of `region = (rows, cols)` tokens (rows * cols = 128);
-    edge regions may be partial. In region-major order every region is one 128-row block:
-    its valid tokens first (row-major inside the region), then zero padding. Text tokens form
-    ceil(text_len / 128) blocks before (`text_first`) or after the video blocks.
+    Each frame is tiled into regions of `region = (rows, cols)` tokens (rows * cols = 128): a
+    frame has `full_rows x full_cols` full regions, and partial regions at the right and bottom
+    edges where height or width does not divide. In region-major order every full region is one
+    128-row block (tokens row-major inside it), `full_regions` of them in region order (frame,
+    region row, region column). The partial regions' tokens follow as one stream (frame after
+    frame, region order within a frame, row-major inside each region), `edge_tokens` long, cut
+    into `edge_blocks` blocks of 128 rows; only the last is partial, its padding rows zero.
+    The `num_regions` video blocks (the draft map's size) are the full regions and edge blocks.
+    Text tokens form ceil(text_len / 128) blocks before (`text_first`) or after the video blocks.
     """
 
     def __init__(self, frames, height, width, region=(8, 16), text_len=0, text_first=False):
@@ -26,9 +31,12 @@ class VideoLayout:
         self.frames, self.height, self.width = int(frames), int(height), int(width)
         self.region_h, self.region_w = int(region[0]), int(region[1])
         self.text_len, self.text_first = int(text_len), bool(text_first)
-        self.regions_y = math.ceil(self.height / self.region_h)
-        self.regions_x = math.ceil(self.width / self.region_w)
-        self.num_regions = self.frames * self.regions_y * self.regions_x
+        self.full_rows = self.height // self.region_h
+        self.full_cols = self.width // self.region_w
+        self.full_regions = self.frames * self.full_rows * self.full_cols
+        self.edge_tokens = self.frames * (self.height * self.width - self.full_rows * self.full_cols * BLOCK_SIZE)
+        self.edge_blocks = math.ceil(self.edge_tokens / BLOCK_SIZE)
+        self.num_regions = self.full_regions + self.edge_blocks
         self.text_blocks = math.ceil(self.text_len / BLOCK_SIZE)
         self.num_blocks = self.num_regions + self.text_blocks
         self.video_tokens = self.frames * self.height * self.width
@@ -84,18 +92,32 @@ class VideoLayout:
     def _build_region_index(self):
         f, y, x = torch.meshgrid(torch.arange(self.frames), torch.arange(self.height), torch.arange(self.width),
                                  indexing="ij")
-        region_x = x // self.region_w
-        cols_in_region = torch.clamp(self.width - region_x * self.region_w, max=self.region_w)
-        region = (f * self.regions_y + y // self.region_h) * self.regions_x + region_x
-        position = (y % self.region_h) * cols_in_region + x % self.region_w
+        full_h, full_w = self.full_rows * self.region_h, self.full_cols * self.region_w
+        full_region = (f * self.full_rows + y // self.region_h) * self.full_cols + x // self.region_w
+        full_row = full_region * BLOCK_SIZE + (y % self.region_h) * self.region_w + x % self.region_w
+        # Edge blocks hold the edge stream back to back, so a stream position is a row offset.
+        edge_per_frame = self.edge_tokens // self.frames
+        edge_row = self.full_regions * BLOCK_SIZE + f * edge_per_frame + self._edge_offset_in_frame(y, x)
+        row = torch.where((y < full_h) & (x < full_w), full_row, edge_row)
         video_block0 = self.text_blocks if self.text_first else 0
         text_block0 = 0 if self.text_first else self.num_regions
         video_token0 = self.text_len if self.text_first else 0
         text_token0 = 0 if self.text_first else self.video_tokens
 
         index = torch.full((self.padded_tokens,), -1, dtype=torch.long)
-        video_rows = ((video_block0 + region) * BLOCK_SIZE + position).flatten()
-        index[video_rows] = video_token0 + torch.arange(self.video_tokens)
+        index[(video_block0 * BLOCK_SIZE + row).flatten()] = video_token0 + torch.arange(self.video_tokens)
         text = torch.arange(self.text_len)
         index[text_block0 * BLOCK_SIZE + text] = text_token0 + text
         return index
+
+    def _edge_offset_in_frame(self, y, x):
+        """Position of edge token (y, x) in its frame's part of the edge stream (meaningless for full tokens)."""
+        full_h, full_w = self.full_rows * self.region_h, self.full_cols * self.region_w
+        edge_w, edge_h = self.width - full_w, self.height - full_h
+        # Right-edge pieces of region rows 0..full_rows-1, each region_h x edge_w, one after another.
+        right = y * edge_w + (x - full_w)
+        # Then the bottom region row: every region left of this one is region_w wide, the corner edge_w.
+        col0 = (x // self.region_w) * self.region_w
+        piece_w = torch.clamp(self.width - col0, max=self.region_w)
+        bottom = full_h * edge_w + edge_h * col0 + (y - full_h) * piece_w + (x - col0)
+        return torch.where(y < full_h, right, bottom)

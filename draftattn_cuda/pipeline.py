@@ -82,7 +82,7 @@ def region_major_tokens(layout):
 
 
 def region_means(x, layout):
-    """fp32 (batch, heads, num_regions, head_dim): the mean of each region's valid rows of region-major x,
+    """fp32 (batch, heads, num_regions, head_dim): the mean of each video block's valid rows of region-major x,
     whose padding rows are zero (the same sums as the reference mean_pool)."""
     start = layout.text_blocks * BLOCK_SIZE if layout.text_first else 0
     video = x.narrow(1, start, layout.num_regions * BLOCK_SIZE).unflatten(1, (layout.num_regions, BLOCK_SIZE))

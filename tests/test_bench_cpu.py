@@ -27,13 +27,13 @@ def seed_of(rng):
 
 def test_shapes_named_video_and_flat():
     wan = parse_shape("wan14b-720p")
-    assert (wan.heads, wan.tokens, wan.num_blocks, wan.padded_tokens) == (40, 75600, 630, 630 * 128)
+    assert (wan.heads, wan.tokens, wan.num_blocks, wan.padded_tokens) == (40, 75600, 591, 591 * 128)
     hunyuan = parse_shape("hunyuan-720p", batch=2)
     assert (hunyuan.batch, hunyuan.tokens, hunyuan.layout.text_blocks) == (2, 33 * 45 * 80 + 256, 2)
     assert parse_shape("cogvideox5b-480p").layout.text_first
     custom = parse_shape("3,20,40,4,64,30", text_first=True)
     assert custom.layout.text_first and custom.tokens == 3 * 20 * 40 + 30 and custom.heads == 4
-    assert custom.num_blocks == 3 * 3 * 3 + 1
+    assert custom.num_blocks == 3 * 2 * 2 + 7 + 1  # full regions, ceil(3 * (800 - 4 * 128) / 128) edge, 1 text
     flat = parse_shape("2,3,1000,128")
     assert (flat.batch, flat.heads, flat.tokens, flat.num_blocks, flat.layout) == (2, 3, 1000, 8, None)
     assert flat.block_lens().tolist() == [128] * 7 + [1000 - 7 * 128]
@@ -88,7 +88,7 @@ def test_flex_mask_keeps_the_listed_blocks_and_drops_padding_keys(rng, text):
 
 
 def test_list_statistics_count_real_token_pairs(rng):
-    shape = parse_shape("2,12,40,2,64,40")  # edge regions of 8x8 and 4x16 tokens, a partial text block
+    shape = parse_shape("2,12,40,2,64,40")  # 2 x 224 edge tokens in 4 edge blocks, a partial text block
     inputs = case_inputs(shape, True, torch.float16, torch.device("cpu"), seed_of(rng))
     kv_indices, kv_counts = block_lists("draft", shape, inputs, 0.3, rng)
     stats = list_statistics(shape, kv_indices, kv_counts)

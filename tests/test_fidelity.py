@@ -11,6 +11,7 @@ from draftattn_cuda.fidelity.evaluate import METHODS, select_blocks
 from draftattn_cuda.fidelity.inputs import object_tracks, object_weights, video_qkv
 from draftattn_cuda.fidelity.metrics import dense_reference, mass_recall, mean_cosine, relative_l2, sparse_output
 from draftattn_cuda.fidelity.rotary import apply_rotary, rotary_angles
+from draftattn_cuda.fidelity.static_masks import region_coordinates
 
 # 3 frames of 16 x 32 (4 regions each) plus 40 text tokens after the video: 13 blocks.
 LAYOUT = da.VideoLayout(3, 16, 32, text_len=40)
@@ -59,6 +60,21 @@ def test_budgets_met_with_diagonal_and_text_and_oracle_recalls_most(rng, density
             assert (counts == budget).all(), method
         if (counts == budget).all():
             assert oracle_recall >= mass_recall(true_mass, keep, LAYOUT) - 1e-6, method
+
+
+def test_static_mask_coordinates_are_block_centroids():
+    """Full regions sit at their centres; edge blocks (packed partial regions) at the mean of their tokens."""
+    layout = da.VideoLayout(2, 20, 40, text_len=30, text_first=True)  # 2 x 2 full regions a frame, 5 edge blocks
+    coords = region_coordinates(layout)
+    assert coords.shape == (layout.num_regions, 3) == (8 + 5, 3)
+    for block in range(layout.full_regions):
+        f, row, col = block // 4, block // 2 % 2, block % 2
+        assert coords[block].tolist() == [f, row + 3.5 / 8, col + 7.5 / 16]
+    rows = layout.region_index().view(layout.num_blocks, 128)[layout.text_blocks + layout.full_regions:]
+    for block, tokens in enumerate(rows.tolist(), start=layout.full_regions):
+        points = [((t - 30) // 800, (t - 30) // 40 % 20 / 8, (t - 30) % 40 / 16) for t in tokens if t >= 0]
+        want = torch.tensor([sum(p[i] for p in points) / len(points) for i in range(3)])
+        torch.testing.assert_close(coords[block], want)
 
 
 def test_rotary_keeps_norms(rng):

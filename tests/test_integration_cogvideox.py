@@ -1,7 +1,8 @@
 """Draft attention inside a tiny random-weight diffusers CogVideoXTransformer3DModel (CPU).
 
 20 text tokens come first (one partial text block), then a 3 x 10 x 20 patchified video grid
-(12 partial regions); head dim 64 as in CogVideoX-5B; rotary embeddings on.
+(3 full regions; the partial ones, 216 tokens, packed into 2 edge blocks); head dim 64 as in
+CogVideoX-5B; rotary embeddings on.
 """
 import pytest
 import torch

@@ -2,7 +2,7 @@
 over one transformer block with a draft processor, and CUDA-graph capture of a block.
 
 Small random-weight models (head dim 128, a 3 x 24 x 40 patchified grid: partial regions at the
-bottom edge). Skips without CUDA or without a CUDA build of draftattn_cuda.
+right edge, packed into edge blocks). Skips without CUDA or without a CUDA build of draftattn_cuda.
 """
 import pytest
 import torch

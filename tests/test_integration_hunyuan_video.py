@@ -1,9 +1,10 @@
 """Draft attention inside a tiny random-weight diffusers HunyuanVideoTransformer3DModel (CPU).
 
-Two dual-stream and two single-stream blocks; a 3 x 10 x 20 patchified grid (12 partial regions)
-followed by 150 text tokens (two text blocks). The two samples of a guidance batch have 40 and
-150 valid text tokens, so the first sample's second text block is entirely padding: padded
-text keys must be skipped exactly as the model's attention mask skips them.
+Two dual-stream and two single-stream blocks; a 3 x 10 x 20 patchified grid (3 full regions and
+2 edge blocks of packed partial regions) followed by 150 text tokens (two text blocks). The two
+samples of a guidance batch have 40 and 150 valid text tokens, so the first sample's second
+text block is entirely padding: padded text keys must be skipped exactly as the model's
+attention mask skips them.
 """
 import pytest
 import torch

@@ -1,7 +1,8 @@
 """Attention shapes: the model shapes of docs/ALGORITHM.md, custom video grids, flat sequences.
 
-A video shape carries a VideoLayout: its blocks are the 8x16 regions of each frame (partial
-at the edges) plus text blocks, in the padded region-major order of docs/CONTRACT.md. A flat
+A video shape carries a VideoLayout: its blocks are the full 8x16 regions of each frame, the
+edge blocks that pack the partial regions' tokens, and the text blocks, in the padded
+region-major order of docs/CONTRACT.md. A flat
 shape is a plain (batch, heads, tokens, head_dim) sequence cut into 128-token blocks.
 """
 import math
@@ -64,7 +65,8 @@ class Shape:
         text = (f" + {layout.text_len} text tokens {'before' if layout.text_first else 'after'} the video"
                 if layout.text_len else "")
         return (f"{self.name}: latent {layout.frames}x{layout.height}x{layout.width}{text} = {layout.tokens} "
-                f"tokens -> {layout.num_blocks} blocks ({layout.num_regions} regions of 8x16, "
+                f"tokens -> {layout.num_blocks} blocks ({layout.full_regions} full 8x16 regions, "
+                f"{layout.edge_blocks} edge blocks, "
                 f"{layout.padded_tokens} padded rows), {sizes}")
 
 

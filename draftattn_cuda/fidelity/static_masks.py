@@ -1,17 +1,30 @@
 """Content-independent masks, filled to a block budget: local 3D window, radial decay, random.
 
-Region distances are in region units (one frame, one region row, one region column each count 1).
+Distances are between video blocks' centroids in region units (one frame, one region height, one
+region width each count 1): a full region sits at its centre, an edge block (partial regions' tokens
+packed together, docs/CONTRACT.md) at the mean position of the tokens it holds.
 """
 import torch
 
+from ..layout import BLOCK_SIZE
 from .blocks import forced_blocks, keep_top, video_block_ids
 
 
 def region_coordinates(layout, device="cpu"):
-    """(num_regions, 3) float (frame, region row, region column) of every region, in region order."""
-    f, y, x = torch.meshgrid(*(torch.arange(n, device=device) for n in (layout.frames, layout.regions_y,
-                                                                        layout.regions_x)), indexing="ij")
-    return torch.stack([f.flatten(), y.flatten(), x.flatten()], -1).float()
+    """(num_regions, 3) float: the centroid (frame, y / region_h, x / region_w) of each video block's
+    valid tokens, in block order."""
+    first = layout.text_blocks if layout.text_first else 0
+    rows = layout.region_index(device).view(layout.num_blocks, BLOCK_SIZE).narrow(0, first, layout.num_regions)
+    valid = rows >= 0
+    token = rows - (layout.text_len if layout.text_first else 0)
+    f = token // (layout.height * layout.width)
+    y = token // layout.width % layout.height
+    x = token % layout.width
+    # float64 sums keep the full regions' centroids exact, so equal distances still tie.
+    coords = torch.stack([f, y, x], -1).double() * valid.unsqueeze(-1)
+    centroid = coords.sum(1) / valid.sum(1, keepdim=True)
+    unit = torch.tensor([1.0, layout.region_h, layout.region_w], dtype=torch.float64, device=device)
+    return (centroid / unit).float()
 
 
 def exact_distances(a, b):
