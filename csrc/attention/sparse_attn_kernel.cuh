@@ -173,9 +173,12 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
 // Hands the right to issue GEMMs back and forth between the two consumer warpgroups, so
 // one's softmax runs under the other's GEMMs. Where the softmax outlasts the GEMMs (fp8,
 // head dim 64) the strict alternation only adds barrier waits, and it is compiled out.
+// Named barriers: 0 is __syncthreads, 1 and 2 hand the GEMM turn back and forth.
+constexpr int kStaggerBarrier = 3;
+
 template <bool kEnabled>
 struct PingPong {
-  static constexpr int kFirstBarrier = 1;  // 0 is __syncthreads
+  static constexpr int kFirstBarrier = 1;
   int self;
 
   __device__ __forceinline__ void wait_turn() const {
@@ -287,6 +290,9 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       Barrier::wait(&smem.q_full, q_uses & 1);
 
       Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
+      // Without ping-pong the second warpgroup starts one softmax behind the first, so the
+      // two tend to take turns on the tensor cores and the exponential units.
+      if (!Traits::kPingPong && turn.self == 1) cutlass::arch::NamedBarrier::sync(256, kStaggerBarrier);
       turn.wait_turn();
       issue_qk(k_slot.stage);
       turn.pass_turn();
@@ -298,6 +304,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       if (list.count == 1) Barrier::arrive(&smem.q_empty);
       mask_columns(kv_rows_of.at(0));
       softmax.update(scores, correction, q_scale_log2 * k_descale_of.at_float(0));
+      if (!Traits::kPingPong && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
       probabilities_to_operand();
 
       for (int j = 1; j < list.count; ++j) {
@@ -307,6 +314,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
         turn.wait_turn();
         issue_qk(k_slot.stage);
+        if constexpr (Traits::kRescaleUnderQK) softmax.rescale(out_rc, correction);
         issue_pv(v_slot.stage);
         turn.pass_turn();
 
@@ -322,12 +330,13 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         warpgroup_fence_operand(tOrO);
         Barrier::arrive(&smem.v_empty[v_slot.stage]);
         v_slot.advance();
-        softmax.rescale(out_rc, correction);
+        if constexpr (!Traits::kRescaleUnderQK) softmax.rescale(out_rc, correction);
         probabilities_to_operand();
       }
 
       Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
       turn.wait_turn();
+      if constexpr (Traits::kRescaleUnderQK) softmax.rescale(out_rc, correction);
       issue_pv(v_slot.stage);
       // Each warpgroup waits for its turn count+1 times a tile; the second one's last
       // hand-back would have no taker, so it keeps it.
