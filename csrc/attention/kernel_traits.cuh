@@ -42,6 +42,11 @@ struct AttentionTraits {
   // or after the PV GEMM completes. Measured on the H100: under the GEMM is 1-5% faster for
   // 16-bit types, 2.5% slower for fp8.
   static constexpr bool kRescaleUnderQK = !kFp8;
+  // Whether a warpgroup's softmax runs while its previous PV GEMM is still in flight. Left
+  // to itself ptxas waits for the PV GEMM first (online_softmax.cuh, end_block). Measured on
+  // the H100: the overlap gains 1% with ping-pong and loses 2-5% without it (fp8, d=64),
+  // where the other warpgroup's GEMMs already fill the tensor cores during a softmax.
+  static constexpr bool kSoftmaxUnderPV = kPingPong;
   static constexpr int kConsumerThreads = 128 * kConsumerWarpgroups;
   static constexpr int kThreads = 128 + kConsumerThreads;  // warpgroup 0 produces
 

@@ -69,6 +69,18 @@ struct OnlineSoftmax {
     }
   }
 
+  // Ends the basic block after this step's exponentials. ptxas places a wgmma wait as
+  // early as its basic block allows, so the wait for the in-flight PV GEMM would move above
+  // the softmax and the two would no longer overlap. The branch depends on every row sum,
+  // so every exponential comes first; its body (a zero-length sleep) runs only for NaN
+  // sums and changes nothing.
+  __device__ __forceinline__ void end_block() const {
+    float total = 0.f;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) total += row_sum[r];
+    if (__any_sync(0xffffffff, !(total >= 0.f))) asm volatile("nanosleep.u32 0;");
+  }
+
   // Shrinks the output rows by this step's corrections. Once the row maxima settle most
   // steps leave them all at 1, and the warp skips the multiplies.
   template <class OutRC>

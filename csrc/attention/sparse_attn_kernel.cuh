@@ -7,12 +7,15 @@
 // (wgmma). The rings run on across tiles, so the next tile's loads overlap the current
 // tile's last steps and epilogue.
 //
-// Two overlaps keep the tensor cores busy while exponentials are computed:
-// - inside a warpgroup, step j issues S_j = Q K_j and O += P_{j-1} V_{j-1} together and
-//   runs the softmax of S_j while the PV GEMM is still in flight;
-// - across the two warpgroups (16-bit, head dim 128), GEMM issue is a critical section
-//   handed back and forth through two named barriers (ping-pong), so one warpgroup's
-//   softmax runs under the other's GEMMs.
+// Step j of a warpgroup issues S_j = Q K_j and O += P_{j-1} V_{j-1} together. What keeps
+// the tensor cores busy while exponentials are computed (each choice measured, bench/NOTES.md):
+// - 16-bit, head dim 128: GEMM issue is a critical section handed back and forth between
+//   the two warpgroups through two named barriers (ping-pong), so one warpgroup's softmax
+//   runs under the other's GEMMs, and the softmax of S_j also runs under the warpgroup's
+//   own PV GEMM;
+// - fp8 and head dim 64, where the softmax outlasts the GEMMs: no alternation; the second
+//   warpgroup starts each tile one softmax behind the first, and each warpgroup lets its PV
+//   GEMM finish before its softmax.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -264,6 +267,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   };
 
   const PingPong<Traits::kPingPong> turn{thread / 128};
+  constexpr bool kStagger = !Traits::kPingPong;
   RingPosition<Traits::kStages> k_slot{0, 0}, v_slot{0, 0};
   uint32_t q_uses = 0;
   TileMailbox<typename Traits::SharedStorage> mailbox{smem, {0, 0}};
@@ -292,7 +296,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
       // Without ping-pong the second warpgroup starts one softmax behind the first, so the
       // two tend to take turns on the tensor cores and the exponential units.
-      if (!Traits::kPingPong && turn.self == 1) cutlass::arch::NamedBarrier::sync(256, kStaggerBarrier);
+      if (kStagger && turn.self == 1) cutlass::arch::NamedBarrier::sync(256, kStaggerBarrier);
       turn.wait_turn();
       issue_qk(k_slot.stage);
       turn.pass_turn();
@@ -304,7 +308,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       if (list.count == 1) Barrier::arrive(&smem.q_empty);
       mask_columns(kv_rows_of.at(0));
       softmax.update(scores, correction, q_scale_log2 * k_descale_of.at_float(0));
-      if (!Traits::kPingPong && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
+      if (kStagger && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
       probabilities_to_operand();
 
       for (int j = 1; j < list.count; ++j) {
@@ -325,6 +329,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         if (j == list.count - 1) Barrier::arrive(&smem.q_empty);
         mask_columns(kv_rows);
         softmax.update(scores, correction, q_scale_log2 * k_descale);
+        if constexpr (Traits::kSoftmaxUnderPV) softmax.end_block();
 
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
