@@ -1,6 +1,7 @@
 // Device-side map from a padded region-major row to its model-order token (CONTRACT.md):
 // full regions one block each, then the partial edge regions of all frames packed into
-// edge blocks, text blocks before or after the video.
+// edge blocks, text blocks before or after the video. Host-callable too, so a host program
+// checks it against the contract (tests/oracles/region_map_check.cpp).
 #pragma once
 #include <cstdint>
 
@@ -44,19 +45,22 @@ struct RegionMap {
 
   enum class Kind { kText, kRegion, kEdge };
 
+  // By value: std::min would bind a reference to kBlockSize, which device code cannot.
+  __host__ __device__ static int smaller(int a, int b) { return a < b ? a : b; }
+
   // The rows of one block: `valid` of them hold tokens, the rest are zero padding.
   struct Block {
     int64_t first;  // text: token of row 0; region: token of its top-left corner; edge: stream position of row 0
     int valid;
     Kind kind;
-    __device__ bool is_video() const { return kind != Kind::kText; }
+    __host__ __device__ bool is_video() const { return kind != Kind::kText; }
   };
 
-  __device__ Block block(int b) const {
+  __host__ __device__ Block block(int b) const {
     const bool is_text = text_first ? b < text_blocks : b >= num_regions;
     if (is_text) {
       const int t = text_first ? b : b - num_regions;
-      return {text_base + int64_t(t) * kBlockSize, min(kBlockSize, text_len - t * kBlockSize), Kind::kText};
+      return {text_base + int64_t(t) * kBlockSize, smaller(kBlockSize, text_len - t * kBlockSize), Kind::kText};
     }
     const int r = text_first ? b - text_blocks : b;
     if (r >= full_regions) {
@@ -73,7 +77,7 @@ struct RegionMap {
   }
 
   // Model token of row `row` of block `blk`, or -1 for a padding row.
-  __device__ int64_t token(const Block& blk, int row) const {
+  __host__ __device__ int64_t token(const Block& blk, int row) const {
     if (row >= blk.valid) return -1;
     if (blk.kind == Kind::kText) return blk.first + row;
     if (blk.kind == Kind::kRegion) return blk.first + int64_t(row / region_w) * width + row % region_w;
@@ -82,7 +86,7 @@ struct RegionMap {
 
   // Model token at position s of the edge stream: frame by frame, the right-edge pieces of
   // the full region rows, then the bottom-edge pieces left to right, row-major inside each.
-  __device__ int64_t edge_token(int64_t s) const {
+  __host__ __device__ int64_t edge_token(int64_t s) const {
     const int f = int(s / edge_per_frame);
     int p = int(s - int64_t(f) * edge_per_frame);
     int y, x;
@@ -96,7 +100,7 @@ struct RegionMap {
       const int piece_tokens = (height - bottom_y) * region_w;
       const int piece = p / piece_tokens, i = p - piece * piece_tokens;
       const int x0 = piece * region_w;
-      const int piece_w = min(region_w, width - x0);
+      const int piece_w = smaller(region_w, width - x0);
       y = bottom_y + i / piece_w;
       x = x0 + i % piece_w;
     }
