@@ -173,12 +173,13 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
   }
 }
 
+// Named barriers: 0 is __syncthreads, 1 and 2 hand the GEMM turn back and forth (PingPong),
+// 3 holds the second warpgroup one softmax behind the first where there is no ping-pong.
+constexpr int kStaggerBarrier = 3;
+
 // Hands the right to issue GEMMs back and forth between the two consumer warpgroups, so
 // one's softmax runs under the other's GEMMs. Where the softmax outlasts the GEMMs (fp8,
 // head dim 64) the strict alternation only adds barrier waits, and it is compiled out.
-// Named barriers: 0 is __syncthreads, 1 and 2 hand the GEMM turn back and forth.
-constexpr int kStaggerBarrier = 3;
-
 template <bool kEnabled>
 struct PingPong {
   static constexpr int kFirstBarrier = 1;
