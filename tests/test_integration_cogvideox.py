@@ -13,9 +13,9 @@ from diffusers.models.embeddings import get_3d_rotary_pos_embed  # noqa: E402
 
 from draftattn_cuda import VideoLayout, draft_attention  # noqa: E402
 from draftattn_cuda.integration import DraftConfig, disable, enable, set_step  # noqa: E402
+from integration_checks import SPARSE_EVERYWHERE, assert_sparsity_zero_matches_stock, run  # noqa: E402
 
 GRID, TEXT_LEN = (3, 10, 20), 20
-SPARSE_EVERYWHERE = dict(dense_steps_fraction=0.0, dense_layers=())
 
 
 def tiny_cogvideox():
@@ -36,18 +36,8 @@ def model_inputs(batch=2, seed=1):
                 image_rotary_emb=rotary)
 
 
-@torch.no_grad()
-def run(model, inputs):
-    return model(**inputs).sample
-
-
 def test_sparsity_zero_matches_stock_model():
-    model, inputs = tiny_cogvideox(), model_inputs()
-    stock = run(model, inputs)
-    enable(model, DraftConfig(sparsity=0.0, **SPARSE_EVERYWHERE))
-    patched = run(model, inputs)
-    torch.testing.assert_close(patched, stock, atol=3e-2, rtol=3e-2)
-    assert (patched - stock).abs().mean() < 3e-3
+    assert_sparsity_zero_matches_stock(tiny_cogvideox(), model_inputs())
 
 
 def test_sparse_model_matches_stock_math_with_draft_attention(monkeypatch):

@@ -11,6 +11,7 @@ pytest.importorskip("diffusers")
 from diffusers import HunyuanVideoTransformer3DModel, WanTransformer3DModel  # noqa: E402
 
 from draftattn_cuda.integration import DraftConfig, disable, enable, set_step  # noqa: E402
+from integration_checks import run  # noqa: E402
 
 pytestmark = pytest.mark.requires_cuda_build
 
@@ -51,11 +52,6 @@ def on_gpu(case):
     inputs = {name: value.cuda().to(torch.bfloat16) if value.is_floating_point() else value.cuda()
               for name, value in inputs.items()}
     return model, inputs, block_of
-
-
-@torch.no_grad()
-def run(model, inputs):
-    return model(**inputs).sample
 
 
 @torch.no_grad()

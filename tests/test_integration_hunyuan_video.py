@@ -15,9 +15,9 @@ from diffusers import HunyuanVideoTransformer3DModel  # noqa: E402
 
 from draftattn_cuda import VideoLayout, draft_attention  # noqa: E402
 from draftattn_cuda.integration import DraftConfig, disable, enable, set_step  # noqa: E402
+from integration_checks import SPARSE_EVERYWHERE, assert_sparsity_zero_matches_stock, run  # noqa: E402
 
 GRID, TEXT_LEN, VALID_TEXT = (3, 10, 20), 150, (40, 150)
-SPARSE_EVERYWHERE = dict(dense_steps_fraction=0.0, dense_layers=())
 
 
 def tiny_hunyuan(**config):
@@ -44,19 +44,8 @@ def sample(inputs, index):
     return {name: value[index:index + 1] for name, value in inputs.items()}
 
 
-@torch.no_grad()
-def run(model, inputs):
-    return model(**inputs).sample
-
-
 def test_sparsity_zero_matches_stock_model_with_padded_text():
-    model, inputs = tiny_hunyuan(), model_inputs()
-    stock = run(model, inputs)
-    enable(model, DraftConfig(sparsity=0.0, **SPARSE_EVERYWHERE))
-    patched = run(model, inputs)
-    # Both bf16; SDPA and the reference round the attention output differently (bf16 ulp 2^-8).
-    torch.testing.assert_close(patched, stock, atol=3e-2, rtol=3e-2)
-    assert (patched - stock).abs().mean() < 3e-3
+    assert_sparsity_zero_matches_stock(tiny_hunyuan(), model_inputs())
 
 
 @pytest.mark.parametrize("block", ["transformer_blocks", "single_transformer_blocks"])

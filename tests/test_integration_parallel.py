@@ -24,10 +24,10 @@ from diffusers import ContextParallelConfig, HunyuanVideoTransformer3DModel, Wan
 
 import draftattn_cuda  # noqa: E402
 from draftattn_cuda.integration import DraftConfig, enable  # noqa: E402
+from integration_checks import SPARSE_EVERYWHERE  # noqa: E402
 from draftattn_cuda.integration.ulysses import (UlyssesGroup, gather_sequence, scatter_sequence,  # noqa: E402
                                                  sequence_split, ulysses_group_of)
 
-SPARSE_EVERYWHERE = dict(dense_steps_fraction=0.0, dense_layers=())
 # (frames, height, width) after patchify: 400 tokens split evenly; 105 tokens need ulysses_anything.
 EVEN_GRID, UNEVEN_GRID = (2, 10, 20), (3, 5, 7)
 SPARSITIES = (0.0, 0.5)

@@ -14,6 +14,7 @@ import test_integration_wan as wan  # noqa: E402
 
 import draftattn_cuda.integration.processor as processor_module  # noqa: E402
 from draftattn_cuda.integration import DraftConfig, disable, enable, set_step  # noqa: E402
+from integration_checks import run  # noqa: E402
 
 FAMILIES = {
     "wan": (wan.tiny_wan, lambda: dict(zip(("hidden_states", "timestep", "encoder_hidden_states"),
@@ -21,11 +22,6 @@ FAMILIES = {
     "cogvideox": (cogvideox.tiny_cogvideox, cogvideox.model_inputs),
     "hunyuan": (hunyuan.tiny_hunyuan, hunyuan.model_inputs),
 }
-
-
-@torch.no_grad()
-def run(model, inputs):
-    return model(**inputs).sample
 
 
 def run_both_ways(model, inputs, **config):

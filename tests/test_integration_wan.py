@@ -12,9 +12,9 @@ from diffusers import WanTransformer3DModel  # noqa: E402
 
 from draftattn_cuda import VideoLayout, draft_attention  # noqa: E402
 from draftattn_cuda.integration import DraftConfig, denoising_step_callback, disable, enable, set_step  # noqa: E402
+from integration_checks import SPARSE_EVERYWHERE, assert_sparsity_zero_matches_stock  # noqa: E402
 
 GRID = (3, 10, 20)
-SPARSE_EVERYWHERE = dict(dense_steps_fraction=0.0, dense_layers=())
 
 
 def tiny_wan(num_layers=2):
@@ -49,13 +49,7 @@ class CountingProcessor:
 
 
 def test_sparsity_zero_matches_stock_model():
-    model, inputs = tiny_wan(), model_inputs()
-    stock = run(model, inputs)
-    enable(model, DraftConfig(sparsity=0.0, **SPARSE_EVERYWHERE))
-    patched = run(model, inputs)
-    # Both bf16; SDPA and the reference round the attention output differently (bf16 ulp 2^-8).
-    torch.testing.assert_close(patched, stock, atol=3e-2, rtol=3e-2)
-    assert (patched - stock).abs().mean() < 3e-3
+    assert_sparsity_zero_matches_stock(tiny_wan(), model_inputs(), forward=run)
 
 
 def test_sparse_model_matches_stock_math_with_draft_attention(monkeypatch):
