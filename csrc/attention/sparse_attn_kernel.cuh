@@ -268,7 +268,6 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   };
 
   const PingPong<Traits::kPingPong> turn{thread / 128};
-  constexpr bool kStagger = !Traits::kPingPong;
   RingPosition<Traits::kStages> k_slot{0, 0}, v_slot{0, 0};
   uint32_t q_uses = 0;
   TileMailbox<typename Traits::SharedStorage> mailbox{smem, {0, 0}};
@@ -297,7 +296,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
       // Without ping-pong the second warpgroup starts one softmax behind the first, so the
       // two tend to take turns on the tensor cores and the exponential units.
-      if (kStagger && turn.self == 1) cutlass::arch::NamedBarrier::sync(256, kStaggerBarrier);
+      if (Traits::kStagger && turn.self == 1) cutlass::arch::NamedBarrier::sync(256, kStaggerBarrier);
       turn.wait_turn();
       issue_qk(k_slot.stage);
       turn.pass_turn();
@@ -309,7 +308,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       if (list.count == 1) Barrier::arrive(&smem.q_empty);
       mask_columns(kv_rows_of.at(0));
       softmax.update(scores, correction, q_scale_log2 * k_descale_of.at_float(0));
-      if (kStagger && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
+      if (Traits::kStagger && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
       probabilities_to_operand();
 
       for (int j = 1; j < list.count; ++j) {
