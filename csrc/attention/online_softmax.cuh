@@ -44,20 +44,27 @@ struct OnlineSoftmax {
   // this step's softmax scale times log2(e), times the fp8 dequantisation factors. Returns,
   // per row, the factor by which everything accumulated so far must shrink because the row
   // maximum grew; the caller applies it to the output once the previous PV GEMM is done.
-  template <class ScoresRC>
+  // kEndBlockAfterMax: end the basic block between the row maxima and the exponentials
+  // (see end_block_on), so a wgmma wait that follows lands there, not above the maxima.
+  template <bool kEndBlockAfterMax, class ScoresRC>
   __device__ __forceinline__ void update(ScoresRC& scores, float (&correction)[kRows], float scale_log2) {
     static_assert(decltype(size<0>(scores))::value == kRows);
+    float new_max[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       float block_max = -INFINITY;
 #pragma unroll
       for (int c = 0; c < size<1>(scores); ++c) block_max = fmaxf(block_max, scores(r, c));
-      const float new_max = fmaxf(row_max[r], quad_max(block_max) * scale_log2);
+      new_max[r] = fmaxf(row_max[r], quad_max(block_max) * scale_log2);
+    }
+    if constexpr (kEndBlockAfterMax) end_block_on(new_max);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
       // A row that has seen only masked columns keeps max -inf; subtract 0 then, not -inf.
-      const float finite_max = new_max == -INFINITY ? 0.f : new_max;
+      const float finite_max = new_max[r] == -INFINITY ? 0.f : new_max[r];
       correction[r] = exp2f(row_max[r] - finite_max);
       const float shift = finite_max - offset_log2;
-      row_max[r] = new_max;
+      row_max[r] = new_max[r];
       float sum = row_sum[r] * correction[r];
 #pragma unroll
       for (int c = 0; c < size<1>(scores); ++c) {
@@ -69,17 +76,20 @@ struct OnlineSoftmax {
     }
   }
 
-  // Ends the basic block after this step's exponentials. ptxas places a wgmma wait as
-  // early as its basic block allows, so the wait for the in-flight PV GEMM would move above
-  // the softmax and the two would no longer overlap. The branch depends on every row sum,
-  // so every exponential comes first; its body (a zero-length sleep) runs only for NaN
-  // sums and changes nothing.
-  __device__ __forceinline__ void end_block() const {
+  // Ends the basic block once `values` are computed. ptxas places a wgmma wait as early as
+  // its basic block allows, so the wait for the in-flight PV GEMM would move above the
+  // softmax and the two would not overlap. A branch on the values keeps everything they
+  // depend on above the wait; its body (a zero-length sleep) runs only for NaN values and
+  // changes nothing.
+  __device__ __forceinline__ static void end_block_on(const float (&values)[kRows]) {
     float total = 0.f;
 #pragma unroll
-    for (int r = 0; r < kRows; ++r) total += row_sum[r];
-    if (__any_sync(0xffffffff, !(total >= 0.f))) asm volatile("nanosleep.u32 0;");
+    for (int r = 0; r < kRows; ++r) total += values[r];
+    if (__any_sync(0xffffffff, total != total)) asm volatile("nanosleep.u32 0;");
   }
+
+  // Ends the basic block after this step's exponentials (every row sum depends on them).
+  __device__ __forceinline__ void end_block() const { end_block_on(row_sum); }
 
   // Shrinks the output rows by this step's corrections. Once the row maxima settle most
   // steps leave them all at 1, and the warp skips the multiplies.

@@ -15,7 +15,8 @@
 //   own PV GEMM;
 // - fp8 and head dim 64, where the softmax outlasts the GEMMs: no alternation; the second
 //   warpgroup starts each tile one softmax behind the first, and each warpgroup lets its PV
-//   GEMM finish before its softmax.
+//   GEMM finish before its exponentials (fp8 takes the row maxima under it, and waits for
+//   the next K, V tiles before converting P rather than before issuing the GEMMs).
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -269,6 +270,11 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
 
   const PingPong<Traits::kPingPong> turn{thread / 128};
   RingPosition<Traits::kStages> k_slot{0, 0}, v_slot{0, 0};
+  // The K and V tiles of the next step.
+  auto wait_tiles = [&] {
+    Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
+    Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
+  };
   uint32_t q_uses = 0;
   TileMailbox<typename Traits::SharedStorage> mailbox{smem, {0, 0}};
   const SparseAttnParams& a = p.args;
@@ -307,15 +313,15 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       // Q is free once the tile's last S GEMM is done: the next tile's Q loads meanwhile.
       if (list.count == 1) Barrier::arrive(&smem.q_empty);
       mask_columns(kv_rows_of.at(0));
-      softmax.update(scores, correction, q_scale_log2 * k_descale_of.at_float(0));
+      softmax.template update<false>(scores, correction, q_scale_log2 * k_descale_of.at_float(0));
       if (Traits::kStagger && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
+      if (Traits::kWaitTilesEarly && list.count > 1) wait_tiles();
       probabilities_to_operand();
 
       for (int j = 1; j < list.count; ++j) {
         const int kv_rows = kv_rows_of.at(j);
         const float k_descale = k_descale_of.at_float(j);
-        Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
-        Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
+        if (!Traits::kWaitTilesEarly) wait_tiles();
         turn.wait_turn();
         issue_qk(k_slot.stage);
         if constexpr (Traits::kRescaleUnderQK) softmax.rescale(out_rc, correction);
@@ -328,7 +334,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         k_slot.advance();
         if (j == list.count - 1) Barrier::arrive(&smem.q_empty);
         mask_columns(kv_rows);
-        softmax.update(scores, correction, q_scale_log2 * k_descale);
+        softmax.template update<Traits::kMaxUnderPV>(scores, correction, q_scale_log2 * k_descale);
         if constexpr (Traits::kSoftmaxUnderPV) softmax.end_block();
 
         warpgroup_wait<0>();
@@ -336,6 +342,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         Barrier::arrive(&smem.v_empty[v_slot.stage]);
         v_slot.advance();
         if constexpr (!Traits::kRescaleUnderQK) softmax.rescale(out_rc, correction);
+        if (Traits::kWaitTilesEarly && j + 1 < list.count) wait_tiles();
         probabilities_to_operand();
       }
 
