@@ -142,15 +142,22 @@ def test_kernel_accuracy_against_fp32(rng, head_dim, inputs):
 
 
 @pytest.mark.requires_cuda_build
-def test_kernel_matches_reference_op_on_partial_blocks(rng):
-    """Same fp8 inputs through the kernel and through the CPU reference op."""
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_kernel_matches_reference_op_on_partial_blocks(rng, head_dim):
+    """Same fp8 inputs through the kernel and through the CPU reference op. The kernel's steps
+    span several blocks or parts of blocks (kernel_traits.cuh), so lists of odd and even
+    length, of length 1 and empty ones all occur."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the fp8 kernel needs sm_90")
-    tokens, heads, head_dim = 700, 3, 128
+    tokens, heads = 700, 3
     q, k, v = (torch.randn(2, tokens, heads, head_dim, generator=rng) for _ in range(3))
     quantized = da.quantize_fp8(q, k, v)
     nb = math.ceil(tokens / BLOCK)
     kv_indices, kv_counts = random_block_lists(2, heads, nb, rng)
+    kv_counts[0, 0, 1] = 1
+    kv_indices[0, 0, 1, 0] = nb - 1
+    kv_counts[1, 0, -1] = 2
+    assert (kv_counts % 2 == 1).any() and (kv_counts % 3 == 2).any() and (kv_counts == 0).any()
     block_lens = torch.randint(1, BLOCK + 1, (nb,), generator=rng, dtype=torch.int32)
     block_lens[-1] = min(int(block_lens[-1]), tokens - (nb - 1) * BLOCK)
     want, want_lse = da.sparse_attn_fp8(*quantized[:3], kv_indices, kv_counts, *quantized[3:], block_lens)

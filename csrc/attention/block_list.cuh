@@ -35,24 +35,21 @@ __device__ __forceinline__ int valid_rows(const SparseAttnParams& a, int batch, 
 }
 
 // Walks a list in order, j = 0, 1, 2, ...; every lane of the warp must call at(j) with the
-// same j. `map` turns a list entry into what the caller needs (the block, its row count).
-template <class Map>
+// same j.
 struct WarpListCursor {
   BlockList list;
-  Map map;
   int lane;
   int current;
   int next;
 
-  __device__ __forceinline__ WarpListCursor(BlockList list_, Map map_)
-      : list(list_), map(map_), lane(threadIdx.x % 32) {
+  __device__ __forceinline__ explicit WarpListCursor(BlockList list_) : list(list_), lane(threadIdx.x % 32) {
     current = load(0);
     next = load(32);
   }
 
   __device__ __forceinline__ int load(int start) const {
     const int at = start + lane;
-    return at < list.count ? map(list.entries[at]) : 0;
+    return at < list.count ? list.entries[at] : 0;
   }
 
   __device__ __forceinline__ int at(int j) {
@@ -62,9 +59,6 @@ struct WarpListCursor {
     }
     return __shfl_sync(0xffffffff, current, j & 31);
   }
-
-  // For maps that return a float's bits.
-  __device__ __forceinline__ float at_float(int j) { return __int_as_float(at(j)); }
 };
 
 }  // namespace draftattn::sm90

@@ -5,6 +5,10 @@
 // 16-bit inputs: V is read as stored, (token, head_dim), and the PV GEMM takes it
 // MN-major. FP8 inputs: wgmma wants both operands K-major, so V arrives transposed,
 // (head_dim, token) per head, written that way by the quantization pass.
+//
+// A step of the main loop covers kBlocksPerStep listed kv blocks. TMA loads each block into
+// its own tile; the tiles of one step sit back to back in shared memory, so the GEMMs see
+// one (step keys x head_dim) operand.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -32,8 +36,17 @@ struct AttentionTraits {
   using OutElement = cute::conditional_t<kFp8, cutlass::bfloat16_t, Element>;
   static constexpr int kHeadDim = HeadDim;
   static constexpr int kBlockM = 128;  // query rows per CTA tile = one region
-  static constexpr int kBlockN = 128;  // key rows per step = one region
-  static constexpr int kStages = 2;    // K and V shared-memory stages
+  static constexpr int kBlockN = 128;  // key rows of one listed kv block = one region
+  // A step of the main loop covers kBlocksPerStep listed kv blocks. Longer steps spread the
+  // per-step costs that do not grow with the keys (GEMM and barrier waits, row-max shuffles)
+  // over more keys, as far as S (step/2 registers), P (step/8 for fp8) and O (head_dim/2)
+  // fit beside each other: measured on the H100, fp8 d=64 runs 20% faster with two blocks a
+  // step. fp8 d=128 would need 224 registers for them (ptxas spills and serializes the
+  // GEMMs), and 16-bit P is twice as wide. Splitting blocks into 64-key chunks to take 192
+  // keys a step at fp8 d=128 measured 1-2% slower than one block.
+  static constexpr int kBlocksPerStep = kFp8 && HeadDim == 64 ? 2 : 1;
+  static constexpr int kStepN = kBlockN * kBlocksPerStep;
+  static constexpr int kStages = 2;    // K and V shared-memory stages, one step each
   static constexpr int kConsumerWarpgroups = 2;  // 64 query rows each
   // GEMM issue alternates between the warpgroups only where the GEMMs outlast the softmax
   // (16-bit, head dim 128): measured on the H100, the alternation costs fp8 and d=64 4-7%.
@@ -56,60 +69,84 @@ struct AttentionTraits {
   // conversion (measured: fp8 +1-2%; 16-bit loses 1-2%).
   static constexpr bool kWaitTilesEarly = kFp8;
   // Without ping-pong the second warpgroup starts each tile one softmax behind the first
-  // (measured: fp8 +0.5-1%, d=64 up to +5% at low density).
-  static constexpr bool kStagger = !kPingPong;
+  // (measured: fp8 +0.5-1%, d=64 up to +5% at low density). With two-block steps the
+  // warpgroups find their turns without it (fp8 d=64: +5% at density 1, +2.5% at 0.1).
+  static constexpr bool kStagger = !kPingPong && kBlocksPerStep == 1;
+  // Registers per thread after the warpgroups resize (setmaxnreg); 2 x 128 x consumer +
+  // 128 x producer fits the 64K register file. Multi-block steps make the producer's step
+  // bookkeeping heavier, and their consumers need no more than 224.
+  static constexpr int kConsumerRegisters = kBlocksPerStep > 1 ? 224 : 232;
+  static constexpr int kProducerRegisters = kBlocksPerStep > 1 ? 56 : 40;
+  static_assert(2 * 128 * kConsumerRegisters + 128 * kProducerRegisters <= 65536);
   static constexpr int kConsumerThreads = 128 * kConsumerWarpgroups;
   static constexpr int kThreads = 128 + kConsumerThreads;  // warpgroup 0 produces
 
   using BlockM = Int<kBlockM>;
   using BlockN = Int<kBlockN>;
+  using StepN = Int<kStepN>;
   using Dim = Int<kHeadDim>;
   using Stages = Int<kStages>;
 
   // S = Q K^T: both operands K-major in shared memory.
   using MmaQK = decltype(make_tiled_mma(
-      GMMA::ss_op_selector<Element, Element, float, Shape<BlockM, BlockN, Dim>>(),
+      GMMA::ss_op_selector<Element, Element, float, Shape<BlockM, StepN, Dim>>(),
       Layout<Shape<Int<kConsumerWarpgroups>, _1, _1>>{}));
   // O += P V: P from registers; V^T K-major for fp8, V MN-major for 16-bit types.
   static constexpr GMMA::Major kMajorV = kFp8 ? GMMA::Major::K : GMMA::Major::MN;
   using MmaPV = decltype(make_tiled_mma(
-      GMMA::rs_op_selector<Element, Element, float, Shape<BlockM, Dim, BlockN>, GMMA::Major::K, kMajorV>(),
+      GMMA::rs_op_selector<Element, Element, float, Shape<BlockM, Dim, StepN>, GMMA::Major::K, kMajorV>(),
       Layout<Shape<Int<kConsumerWarpgroups>, _1, _1>>{}));
 
   template <class Rows, class Cols>
   using KMajorAtom = decltype(cutlass::gemm::collective::detail::ss_smem_selector<GMMA::Major::K, Element, Rows, Cols>());
   using SmemLayoutQ = decltype(tile_to_shape(KMajorAtom<BlockM, Dim>{}, Shape<BlockM, Dim>{}));
-  using SmemLayoutK = decltype(tile_to_shape(KMajorAtom<BlockN, Dim>{}, Shape<BlockN, Dim, Stages>{}));
-  // V as loaded: (token, head_dim, stage) for 16-bit, (head_dim, token, stage) for fp8.
-  using SmemLayoutV = cute::conditional_t<
-      kFp8, decltype(tile_to_shape(KMajorAtom<Dim, BlockN>{}, Shape<Dim, BlockN, Stages>{})), SmemLayoutK>;
-  // The B operand of O += P V, always indexed (head_dim, token, stage).
+  // GEMM views, one step per stage: K (key, head_dim, stage); the B operand of O += P V,
+  // always indexed (head_dim, key, stage).
+  using SmemLayoutK = decltype(tile_to_shape(KMajorAtom<StepN, Dim>{}, Shape<StepN, Dim, Stages>{}));
+  // TMA views of the same memory, one block per slot: slot = stage * kBlocksPerStep + block
+  // of the step. V as loaded: (token, head_dim, slot) for 16-bit, (head_dim, token, slot) for
+  // fp8. The blocks of a step lie back to back in either view.
+  using Slots = Int<kStages * kBlocksPerStep>;
+  using SmemLayoutKTiles = decltype(tile_to_shape(KMajorAtom<BlockN, Dim>{}, Shape<BlockN, Dim, Slots>{}));
+  using SmemLayoutVTiles = cute::conditional_t<
+      kFp8, decltype(tile_to_shape(KMajorAtom<Dim, BlockN>{}, Shape<Dim, BlockN, Slots>{})), SmemLayoutKTiles>;
+  static_assert(kFp8 || kBlocksPerStep == 1, "the MN-major V view below assumes one block per step");
   using SmemLayoutVt = cute::conditional_t<
-      kFp8, SmemLayoutV,
-      decltype(composition(SmemLayoutV{}, make_layout(Shape<Dim, BlockN, Stages>{},
-                                                      Stride<BlockN, _1, Int<kBlockN * kHeadDim>>{})))>;
+      kFp8, decltype(tile_to_shape(KMajorAtom<Dim, StepN>{}, Shape<Dim, StepN, Stages>{})),
+      decltype(composition(SmemLayoutKTiles{}, make_layout(Shape<Dim, BlockN, Stages>{},
+                                                           Stride<BlockN, _1, Int<kBlockN * kHeadDim>>{})))>;
+  static_assert(cosize_v<SmemLayoutK> == cosize_v<SmemLayoutKTiles> && cosize_v<SmemLayoutVt> == cosize_v<SmemLayoutVTiles>);
 
   // (tokens, head_dim, heads, batch) view of a (batch, tokens, heads, head_dim) tensor.
   using GmemLayout = Layout<Shape<int32_t, Dim, int32_t, int32_t>, Stride<int64_t, _1, int64_t, int64_t>>;
   // (head_dim, tokens, heads, batch) view of fp8 V^T stored (batch, heads, head_dim, tokens).
   using GmemLayoutVt = Layout<Shape<Dim, int32_t, int32_t, int32_t>, Stride<int64_t, _1, int64_t, int64_t>>;
   using TmaQ = decltype(tma_load_type<Element, GmemLayout, SmemLayoutQ, Shape<BlockM, Dim>>());
-  using TmaK = decltype(tma_load_type<Element, GmemLayout, decltype(take<0, 2>(SmemLayoutK{})), Shape<BlockN, Dim>>());
+  using TmaK = decltype(tma_load_type<Element, GmemLayout, decltype(take<0, 2>(SmemLayoutKTiles{})), Shape<BlockN, Dim>>());
   using TmaV = decltype(tma_load_type<Element, cute::conditional_t<kFp8, GmemLayoutVt, GmemLayout>,
-                                      decltype(take<0, 2>(SmemLayoutV{})),
+                                      decltype(take<0, 2>(SmemLayoutVTiles{})),
                                       cute::conditional_t<kFp8, Shape<Dim, BlockN>, Shape<BlockN, Dim>>>());
 
-  static constexpr uint32_t kTileBytes = kBlockM * kHeadDim * sizeof(Element);
+  static constexpr uint32_t kQBytes = kBlockM * kHeadDim * sizeof(Element);
+  static constexpr uint32_t kStepBytes = kStepN * kHeadDim * sizeof(Element);  // K or V of one step
+
+  // What the consumers need of a step's blocks besides their tiles; the producer writes it
+  // with the step's K tiles, so the consumers hold no copy of the block list.
+  struct StepBlocks {
+    int rows[kBlocksPerStep];         // valid key rows (0 past the list's end)
+    float k_descale[kBlocksPerStep];  // fp8 K dequantisation factor (1 otherwise)
+  };
 
   struct SharedStorage {
     array_aligned<Element, cosize_v<SmemLayoutQ>, 1024> q;
     array_aligned<Element, cosize_v<SmemLayoutK>, 1024> k;
-    array_aligned<Element, cosize_v<SmemLayoutV>, 1024> v;
+    array_aligned<Element, cosize_v<SmemLayoutVt>, 1024> v;
     uint64_t q_full;
     uint64_t q_empty;
     uint64_t tile_full[2];
     uint64_t tile_empty[2];
     int tile_number[2];
+    StepBlocks k_blocks[kStages];
     uint64_t k_full[kStages];
     uint64_t k_empty[kStages];
     uint64_t v_full[kStages];

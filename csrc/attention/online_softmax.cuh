@@ -40,22 +40,32 @@ struct OnlineSoftmax {
     }
   }
 
-  // Turns one step's scores into unnormalised probabilities in place; scale_log2 (> 0) is
-  // this step's softmax scale times log2(e), times the fp8 dequantisation factors. Returns,
+  // Turns one step's scores into unnormalised probabilities in place. The step's columns
+  // come in kParts equal parts, one per kv block, and part b has its own scale_log2[b] (> 0):
+  // the softmax scale times log2(e), times the block's fp8 dequantisation factors. Returns,
   // per row, the factor by which everything accumulated so far must shrink because the row
   // maximum grew; the caller applies it to the output once the previous PV GEMM is done.
   // kEndBlockAfterMax: end the basic block between the row maxima and the exponentials
   // (see end_block_on), so a wgmma wait that follows lands there, not above the maxima.
-  template <bool kEndBlockAfterMax, class ScoresRC>
-  __device__ __forceinline__ void update(ScoresRC& scores, float (&correction)[kRows], float scale_log2) {
+  template <bool kEndBlockAfterMax, int kParts, class ScoresRC>
+  __device__ __forceinline__ void update(ScoresRC& scores, float (&correction)[kRows],
+                                         const float (&scale_log2)[kParts]) {
     static_assert(decltype(size<0>(scores))::value == kRows);
+    constexpr int kCols = decltype(size<1>(scores))::value;
+    static_assert(kCols % kParts == 0);
+    constexpr int kPartCols = kCols / kParts;
     float new_max[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      float block_max = -INFINITY;
+      float step_max = -INFINITY;
 #pragma unroll
-      for (int c = 0; c < size<1>(scores); ++c) block_max = fmaxf(block_max, scores(r, c));
-      new_max[r] = fmaxf(row_max[r], quad_max(block_max) * scale_log2);
+      for (int b = 0; b < kParts; ++b) {
+        float part_max = -INFINITY;
+#pragma unroll
+        for (int c = b * kPartCols; c < (b + 1) * kPartCols; ++c) part_max = fmaxf(part_max, scores(r, c));
+        step_max = fmaxf(step_max, part_max * scale_log2[b]);
+      }
+      new_max[r] = fmaxf(row_max[r], quad_max(step_max));
     }
     if constexpr (kEndBlockAfterMax) end_block_on(new_max);
 #pragma unroll
@@ -67,8 +77,8 @@ struct OnlineSoftmax {
       row_max[r] = new_max[r];
       float sum = row_sum[r] * correction[r];
 #pragma unroll
-      for (int c = 0; c < size<1>(scores); ++c) {
-        const float prob = exp2f(scores(r, c) * scale_log2 - shift);
+      for (int c = 0; c < kCols; ++c) {
+        const float prob = exp2f(scores(r, c) * scale_log2[c / kPartCols] - shift);
         scores(r, c) = prob;
         sum += prob;
       }

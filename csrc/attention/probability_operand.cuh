@@ -1,4 +1,4 @@
-// Where the softmax probabilities P of one 64 x 128 warpgroup slice go as the register A
+// Where the softmax probabilities P of one warpgroup's 64 query rows go as the register A
 // operand of O += P V, and which score register feeds each operand slot.
 //
 // A thread's score accumulator holds, for rows g and g+8 of its warp's 16 rows, the key
@@ -15,23 +15,24 @@
 namespace draftattn::sm90 {
 using namespace cute;
 
-template <bool kFp8>
+// The A operand of O += P V for kKeys keys per step: one (values, 1, k-block) fragment.
+template <bool kFp8, int kKeys>
 __device__ __forceinline__ constexpr auto probability_operand_layout() {
   if constexpr (kFp8) {
-    return Layout<Shape<Shape<_4, _2, _2>, _1, _4>>{};
+    return Layout<Shape<Shape<_4, _2, _2>, _1, Int<kKeys / 32>>>{};
   } else {
-    return Layout<Shape<Shape<_2, _2, _2>, _1, _8>>{};
+    return Layout<Shape<Shape<_2, _2, _2>, _1, Int<kKeys / 16>>>{};
   }
 }
 
-// Layout over the ((2, 2, 16), 1, 1) score registers that lists them in operand order.
-template <bool kFp8>
+// Layout over the ((2, 2, kKeys / 8), 1, 1) score registers that lists them in operand order.
+template <bool kFp8, int kKeys>
 __device__ __forceinline__ constexpr auto scores_as_probability_operand() {
   if constexpr (kFp8) {
-    return Layout<Shape<Shape<Shape<_2, _2>, _2, _2>, _1, _4>,
+    return Layout<Shape<Shape<Shape<_2, _2>, _2, _2>, _1, Int<kKeys / 32>>,
                   Stride<Stride<Stride<_1, _4>, _2, _8>, _0, _16>>{};
   } else {
-    return Layout<Shape<Shape<_2, _2, _2>, _1, _8>, Stride<Stride<_1, _2, _4>, _0, _8>>{};
+    return Layout<Shape<Shape<_2, _2, _2>, _1, Int<kKeys / 16>>, Stride<Stride<_1, _2, _4>, _0, _8>>{};
   }
 }
 

@@ -1,22 +1,25 @@
 // Warp-specialized, persistent Hopper block-sparse attention. Each CTA takes tiles from a
 // global atomic counter: one head after another, each head's query blocks longest list
 // first (tile_order.cu), so the CTAs running at one time share one head's K, V in L2 and the
-// run ends on short tiles. Warpgroup 0 (one warp) streams Q and the K, V tiles of each
-// listed kv block through TMA into shared-memory rings; warpgroups 1 and 2 each own 64
-// query rows and run S = Q K^T, the online softmax and O += P V on the tensor cores
-// (wgmma). The rings run on across tiles, so the next tile's loads overlap the current
+// run ends on short tiles. Warpgroup 0 (one warp) walks each tile's kv block list and streams
+// Q and the K, V tiles of each step through TMA into shared-memory rings, publishing with
+// each step's K tiles its blocks' valid rows and dequantisation factors; warpgroups 1 and 2
+// each own 64 query rows and run S = Q K^T, the online softmax and O += P V on the tensor
+// cores (wgmma). The rings run on across tiles, so the next tile's loads overlap the current
 // tile's last steps and epilogue.
 //
-// Step j of a warpgroup issues S_j = Q K_j and O += P_{j-1} V_{j-1} together. What keeps
-// the tensor cores busy while exponentials are computed (each choice measured, bench/NOTES.md):
+// A step covers kBlocksPerStep listed kv blocks (two for fp8 d=64, else one). Step j of a
+// warpgroup issues S_j = Q K_j and O += P_{j-1} V_{j-1} together. What keeps the tensor
+// cores busy while exponentials are computed (each choice measured, bench/NOTES.md):
 // - 16-bit, head dim 128: GEMM issue is a critical section handed back and forth between
 //   the two warpgroups through two named barriers (ping-pong), so one warpgroup's softmax
 //   runs under the other's GEMMs, and the softmax of S_j also runs under the warpgroup's
 //   own PV GEMM;
-// - fp8 and head dim 64, where the softmax outlasts the GEMMs: no alternation; the second
-//   warpgroup starts each tile one softmax behind the first, and each warpgroup lets its PV
-//   GEMM finish before its exponentials (fp8 takes the row maxima under it, and waits for
-//   the next K, V tiles before converting P rather than before issuing the GEMMs).
+// - fp8 and head dim 64, where the softmax outlasts the GEMMs: no alternation; with one
+//   block a step the second warpgroup starts each tile one softmax behind the first; each
+//   warpgroup lets its PV GEMM finish before its exponentials (fp8 takes the row maxima
+//   under it, and waits for the next K, V tiles before converting P rather than before
+//   issuing the GEMMs).
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -100,8 +103,8 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
   const int lane = threadIdx.x % 32;
 
   Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});
-  Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutK{});
-  Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutV{});
+  Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutKTiles{});
+  Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutVTiles{});
   const SparseAttnParams& a = p.args;
   const auto gmem_shape = make_shape(a.tokens, Dim{}, a.heads, a.batch);
   Tensor mQ = p.tma_q.get_tma_tensor(gmem_shape);
@@ -138,37 +141,73 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
     const auto k_tiles = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
     const auto v_tiles = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
 
-    auto load_k = [&](int kv_block) {
-      Barrier::wait(&smem.k_empty[k_slot.stage], k_slot.phase);
-      Barrier::arrive_and_expect_tx(&smem.k_full[k_slot.stage], Traits::kTileBytes);
-      copy(p.tma_k.with(smem.k_full[k_slot.stage]), get<0>(k_tiles)(_, kv_block), get<1>(k_tiles)(_, k_slot.stage));
-      k_slot.advance();
+    // One step's blocks with their valid rows and K dequantisation factors. Past the list's
+    // end the last block repeats with no valid rows: the consumers mask those keys out, and
+    // the tiles stay finite.
+    constexpr int kBlocks = Traits::kBlocksPerStep;
+    struct StepBlocks {
+      int at[kBlocks];
+      typename Traits::StepBlocks published;
     };
-    auto load_v = [&](int kv_block) {
-      Barrier::wait(&smem.v_empty[v_slot.stage], v_slot.phase);
-      Barrier::arrive_and_expect_tx(&smem.v_full[v_slot.stage], Traits::kTileBytes);
-      copy(p.tma_v.with(smem.v_full[v_slot.stage]), get<0>(v_tiles)(_, kv_block), get<1>(v_tiles)(_, v_slot.stage));
-      v_slot.advance();
+    const float* k_descales =
+        Traits::kFp8 ? a.k_descale + (int64_t(tile.batch) * a.heads + tile.head) * a.num_blocks : nullptr;
+    WarpListCursor blocks(list);
+    int block = 0;
+    auto blocks_of_step = [&](int step) {
+      StepBlocks step_blocks;
+#pragma unroll
+      for (int b = 0; b < kBlocks; ++b) {
+        const int j = step * kBlocks + b;
+        const bool listed = j < list.count;
+        if (listed) block = blocks.at(j);
+        const int rows = listed ? valid_rows(a, tile.batch, block) : 0;
+        step_blocks.at[b] = block;
+        step_blocks.published.rows[b] = rows;
+        step_blocks.published.k_descale[b] = rows > 0 && k_descales != nullptr ? k_descales[block] : 1.f;
+      }
+      return step_blocks;
+    };
+    // `publish(stage)` runs once the slot is free, before the arrival that fills it.
+    auto load_step = [&](const auto& tma, const auto& tiles, uint64_t* full, uint64_t* empty, auto& slot,
+                         const StepBlocks& step_blocks, auto&& publish) {
+      Barrier::wait(&empty[slot.stage], slot.phase);
+      publish(slot.stage);
+      Barrier::arrive_and_expect_tx(&full[slot.stage], Traits::kStepBytes);
+#pragma unroll
+      for (int b = 0; b < kBlocks; ++b) {
+        copy(tma.with(full[slot.stage]), get<0>(tiles)(_, step_blocks.at[b]), get<1>(tiles)(_, slot.stage * kBlocks + b));
+      }
+      slot.advance();
+    };
+    // K tiles come with their step's rows and factors (read from global memory before the
+    // wait for the slot, so the wait covers their latency).
+    auto load_k_step = [&](const StepBlocks& step_blocks) {
+      load_step(p.tma_k, k_tiles, smem.k_full, smem.k_empty, k_slot, step_blocks,
+                [&](int stage) { smem.k_blocks[stage] = step_blocks.published; });
+    };
+    auto load_v_step = [&](const StepBlocks& step_blocks) {
+      load_step(p.tma_v, v_tiles, smem.v_full, smem.v_empty, v_slot, step_blocks, [](int) {});
     };
 
-    // Loads follow the consumers' order: K_0, then K_j before V_{j-1}, then the last V.
-    WarpListCursor blocks(list, [](int entry) { return entry; });
-    int previous = blocks.at(0);
+    // Loads follow the consumers' order: K of step 0, then K of step i before V of step
+    // i-1, then the last V.
+    const int steps = (list.count + kBlocks - 1) / kBlocks;
+    StepBlocks previous = blocks_of_step(0);
     if (lane == 0) {
       Barrier::wait(&smem.q_empty, (q_loads & 1) ^ 1);
-      Barrier::arrive_and_expect_tx(&smem.q_full, Traits::kTileBytes);
+      Barrier::arrive_and_expect_tx(&smem.q_full, Traits::kQBytes);
       copy(p.tma_q.with(smem.q_full), tQg, tQs);
-      load_k(previous);
+      load_k_step(previous);
     }
-    for (int j = 1; j < list.count; ++j) {
-      const int kv_block = blocks.at(j);
+    for (int i = 1; i < steps; ++i) {
+      const StepBlocks current = blocks_of_step(i);
       if (lane == 0) {
-        load_k(kv_block);
-        load_v(previous);
+        load_k_step(current);
+        load_v_step(previous);
       }
-      previous = kv_block;
+      previous = current;
     }
-    if (lane == 0) load_v(previous);
+    if (lane == 0) load_v_step(previous);
     __syncwarp();
     ++q_loads;
   }
@@ -199,8 +238,9 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   using Element = typename Traits::Element;
   using OutElement = typename Traits::OutElement;
   using BlockM = typename Traits::BlockM;
-  using BlockN = typename Traits::BlockN;
+  using StepN = typename Traits::StepN;
   using Dim = typename Traits::Dim;
+  constexpr int kBlocks = Traits::kBlocksPerStep;
   const int thread = threadIdx.x - 128;  // 0 .. kConsumerThreads-1
 
   Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});
@@ -214,18 +254,18 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   Tensor tSrQ = thr_qk.partition_fragment_A(sQ);
   Tensor tSrK = thr_qk.partition_fragment_B(sK);
   Tensor tOrV = thr_pv.partition_fragment_B(sVt);
-  Tensor tSrS = partition_fragment_C(mma_qk, Shape<BlockM, BlockN>{});
+  Tensor tSrS = partition_fragment_C(mma_qk, Shape<BlockM, StepN>{});
   Tensor tOrO = partition_fragment_C(mma_pv, Shape<BlockM, Dim>{});
-  Tensor tScS = thr_qk.partition_C(make_identity_tensor(Shape<BlockM, BlockN>{}));
+  Tensor tScS = thr_qk.partition_C(make_identity_tensor(Shape<BlockM, StepN>{}));
   Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<BlockM, Dim>{}));
   Tensor scores = make_tensor(tSrS.data(), as_rows_cols(tSrS.layout()));
   Tensor out_rc = make_tensor(tOrO.data(), as_rows_cols(tOrO.layout()));
   Tensor score_coords = make_tensor(tScS.data(), as_rows_cols(tScS.layout()));
   constexpr int kRows = decltype(size<0>(scores))::value;
 
-  static_assert(decltype(size<0>(tSrS))::value == 64 && decltype(size<1>(tSrS))::value == 1 &&
+  static_assert(decltype(size<0>(tSrS))::value == Traits::kStepN / 2 && decltype(size<1>(tSrS))::value == 1 &&
                 decltype(size<2>(tSrS))::value == 1);
-  Tensor tOrP = make_tensor<Element>(probability_operand_layout<Traits::kFp8>());
+  Tensor tOrP = make_tensor<Element>(probability_operand_layout<Traits::kFp8, Traits::kStepN>());
   auto issue_qk = [&](int stage) {
     mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
     warpgroup_fence_operand(tSrS);
@@ -246,7 +286,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   };
   // Converts four probabilities per instruction pair (one 32-bit operand register).
   auto probabilities_to_operand = [&] {
-    Tensor probs = make_tensor(tSrS.data(), scores_as_probability_operand<Traits::kFp8>());
+    Tensor probs = make_tensor(tSrS.data(), scores_as_probability_operand<Traits::kFp8, Traits::kStepN>());
     constexpr int kPerWord = 4 / sizeof(Element);
     using Word = cutlass::Array<Element, kPerWord>;
     Word* words = reinterpret_cast<Word*>(raw_pointer_cast(tOrP.data()));
@@ -258,12 +298,21 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       words[w] = cutlass::NumericArrayConverter<Element, float, kPerWord>{}(values);
     }
   };
-  // Columns past a partial kv block's valid rows take no part in the softmax.
-  auto mask_columns = [&](int kv_rows) {
-    if (kv_rows < Traits::kBlockN) {
+  // Columns past a kv block's valid rows take no part in the softmax. Block b of a step
+  // holds the score columns [b, b + 1) * kBlockN, the b-th equal part of each row.
+  auto mask_columns = [&](const int (&kv_rows)[kBlocks]) {
+    constexpr int kPartCols = decltype(size<1>(scores))::value / kBlocks;
 #pragma unroll
-      for (int e = 0; e < size(tSrS); ++e) {
-        if (get<1>(tScS(e)) >= kv_rows) tSrS(e) = -INFINITY;
+    for (int b = 0; b < kBlocks; ++b) {
+      if (kv_rows[b] < Traits::kBlockN) {
+        const int end = b * Traits::kBlockN + kv_rows[b];
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+          for (int c = b * kPartCols; c < (b + 1) * kPartCols; ++c) {
+            if (get<1>(score_coords(r, c)) >= end) scores(r, c) = -INFINITY;
+          }
+        }
       }
     }
   };
@@ -274,6 +323,12 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   auto wait_tiles = [&] {
     Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
     Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
+  };
+  // Once the PV GEMM that read them is done.
+  auto release_v = [&] {
+    warpgroup_fence_operand(tOrO);
+    Barrier::arrive(&smem.v_empty[v_slot.stage]);
+    v_slot.advance();
   };
   uint32_t q_uses = 0;
   TileMailbox<typename Traits::SharedStorage> mailbox{smem, {0, 0}};
@@ -291,11 +346,19 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     float correction[kRows];
 
     if (list.count > 0) {
-      WarpListCursor kv_rows_of(list, [&a, batch = tile.batch](int entry) { return valid_rows(a, batch, entry); });
-      const float* k_descales = Traits::kFp8 ? a.k_descale + head_index * a.num_blocks : nullptr;
-      WarpListCursor k_descale_of(list, [k_descales](int entry) {
-        return k_descales != nullptr ? __float_as_int(k_descales[entry]) : __float_as_int(1.f);
-      });
+      // This step's valid key rows and score scales, one per kv block, as the producer
+      // published them with the K tiles (read before those tiles are released).
+      int kv_rows[kBlocks];
+      float scale_log2[kBlocks];
+      auto read_step = [&] {
+        const auto& published = smem.k_blocks[k_slot.stage];
+#pragma unroll
+        for (int b = 0; b < kBlocks; ++b) {
+          kv_rows[b] = published.rows[b];
+          scale_log2[b] = q_scale_log2 * published.k_descale[b];
+        }
+      };
+      const int steps = (list.count + kBlocks - 1) / kBlocks;
       if (turn.self == 1) turn.pass_turn();  // the first warpgroup goes first
       Barrier::wait(&smem.q_full, q_uses & 1);
 
@@ -306,43 +369,39 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       turn.wait_turn();
       issue_qk(k_slot.stage);
       turn.pass_turn();
+      read_step();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
       Barrier::arrive(&smem.k_empty[k_slot.stage]);
       k_slot.advance();
       // Q is free once the tile's last S GEMM is done: the next tile's Q loads meanwhile.
-      if (list.count == 1) Barrier::arrive(&smem.q_empty);
-      mask_columns(kv_rows_of.at(0));
-      softmax.template update<false>(scores, correction, q_scale_log2 * k_descale_of.at_float(0));
+      if (steps == 1) Barrier::arrive(&smem.q_empty);
+      mask_columns(kv_rows);
+      softmax.template update<false>(scores, correction, scale_log2);
       if (Traits::kStagger && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
-      if (Traits::kWaitTilesEarly && list.count > 1) wait_tiles();
+      if (Traits::kWaitTilesEarly && steps > 1) wait_tiles();
       probabilities_to_operand();
 
-      for (int j = 1; j < list.count; ++j) {
-        const int kv_rows = kv_rows_of.at(j);
-        const float k_descale = k_descale_of.at_float(j);
+      for (int i = 1; i < steps; ++i) {
         if (!Traits::kWaitTilesEarly) wait_tiles();
         turn.wait_turn();
         issue_qk(k_slot.stage);
         if constexpr (Traits::kRescaleUnderQK) softmax.rescale(out_rc, correction);
         issue_pv(v_slot.stage);
         turn.pass_turn();
-
-        warpgroup_wait<1>();  // S_j is ready; P_{j-1} V_{j-1} may still run
+        read_step();
+        warpgroup_wait<1>();  // S_i is ready; P_{i-1} V_{i-1} may still run
         warpgroup_fence_operand(tSrS);
         Barrier::arrive(&smem.k_empty[k_slot.stage]);
         k_slot.advance();
-        if (j == list.count - 1) Barrier::arrive(&smem.q_empty);
+        if (i == steps - 1) Barrier::arrive(&smem.q_empty);
         mask_columns(kv_rows);
-        softmax.template update<Traits::kMaxUnderPV>(scores, correction, q_scale_log2 * k_descale);
+        softmax.template update<Traits::kMaxUnderPV>(scores, correction, scale_log2);
         if constexpr (Traits::kSoftmaxUnderPV) softmax.end_block();
-
         warpgroup_wait<0>();
-        warpgroup_fence_operand(tOrO);
-        Barrier::arrive(&smem.v_empty[v_slot.stage]);
-        v_slot.advance();
+        release_v();
         if constexpr (!Traits::kRescaleUnderQK) softmax.rescale(out_rc, correction);
-        if (Traits::kWaitTilesEarly && j + 1 < list.count) wait_tiles();
+        if (Traits::kWaitTilesEarly && i + 1 < steps) wait_tiles();
         probabilities_to_operand();
       }
 
@@ -354,9 +413,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       // hand-back would have no taker, so it keeps it.
       if (turn.self == 0) turn.pass_turn();
       warpgroup_wait<0>();
-      warpgroup_fence_operand(tOrO);
-      Barrier::arrive(&smem.v_empty[v_slot.stage]);
-      v_slot.advance();
+      release_v();
       ++q_uses;
     }
 
@@ -415,10 +472,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   __syncthreads();
 
   if (threadIdx.x < 128) {
-    cutlass::arch::warpgroup_reg_dealloc<40>();
+    cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegisters>();
     if (threadIdx.x < 32) produce<Traits>(p, smem);
   } else {
-    cutlass::arch::warpgroup_reg_alloc<232>();
+    cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegisters>();
     consume<Traits>(p, smem);
   }
 }
