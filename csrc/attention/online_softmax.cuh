@@ -26,10 +26,12 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffff, x, 2);
 }
 
-template <int kRows>
+// kTrackSums: the softmax adds up each row's probabilities itself; otherwise the caller
+// gets the row sums elsewhere (from the tensor cores) and hands them to finalize().
+template <int kRows, bool kTrackSums>
 struct OnlineSoftmax {
   float row_max[kRows];  // in log2 units: max of score * scale_log2
-  float row_sum[kRows];  // this thread's partial sum; quad-reduced in finalize()
+  float row_sum[kRows];  // this thread's partial sum (kTrackSums); quad-reduced in totals()
   float offset_log2;     // probabilities come out scaled by 2^offset_log2 (fp8 P uses [0, 256])
 
   __device__ __forceinline__ explicit OnlineSoftmax(float offset_log2_) : offset_log2(offset_log2_) {
@@ -80,9 +82,9 @@ struct OnlineSoftmax {
       for (int c = 0; c < kCols; ++c) {
         const float prob = exp2f(scores(r, c) * scale_log2[c / kPartCols] - shift);
         scores(r, c) = prob;
-        sum += prob;
+        if constexpr (kTrackSums) sum += prob;
       }
-      row_sum[r] = sum;
+      if constexpr (kTrackSums) row_sum[r] = sum;
     }
   }
 
@@ -99,31 +101,47 @@ struct OnlineSoftmax {
   }
 
   // Ends the basic block after this step's exponentials (every row sum depends on them).
-  __device__ __forceinline__ void end_block() const { end_block_on(row_sum); }
+  __device__ __forceinline__ void end_block() const {
+    static_assert(kTrackSums, "without the sums, nothing here depends on every exponential");
+    end_block_on(row_sum);
+  }
 
-  // Shrinks the output rows by this step's corrections. Once the row maxima settle most
-  // steps leave them all at 1, and the warp skips the multiplies.
-  template <class OutRC>
-  __device__ __forceinline__ static void rescale(OutRC& out, const float (&correction)[kRows]) {
+  // Shrinks the rows of each accumulator (the output, the row sums from the tensor cores)
+  // by this step's corrections. Once the row maxima settle most steps leave them all at 1,
+  // and the warp skips the multiplies.
+  template <class... AccumulatorRC>
+  __device__ __forceinline__ static void rescale(const float (&correction)[kRows], AccumulatorRC&... accumulators) {
     bool moved = false;
 #pragma unroll
     for (int r = 0; r < kRows; ++r) moved |= correction[r] != 1.f;
     if (!__any_sync(0xffffffff, moved)) return;
+    (scale_rows(accumulators, correction), ...);
+  }
+
+  template <class AccumulatorRC>
+  __device__ __forceinline__ static void scale_rows(AccumulatorRC& rows, const float (&factor)[kRows]) {
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
 #pragma unroll
-      for (int c = 0; c < size<1>(out); ++c) out(r, c) *= correction[r];
+      for (int c = 0; c < size<1>(rows); ++c) rows(r, c) *= factor[r];
     }
   }
 
-  // Normalises the output rows (times out_scale, V's dequantisation factor) and returns
-  // each row's natural-log sum-exp (-inf for a row that attended to nothing, whose
-  // output becomes 0).
+  // Each row's sum over the quad that shares it (kTrackSums).
+  __device__ __forceinline__ void totals(float (&total)[kRows]) const {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) total[r] = quad_sum(row_sum[r]);
+  }
+
+  // Normalises the output rows by their probability totals (times out_scale, V's
+  // dequantisation factor) and returns each row's natural-log sum-exp (-inf for a row that
+  // attended to nothing, whose output becomes 0).
   template <class OutRC>
-  __device__ __forceinline__ void finalize(OutRC& out, float (&lse)[kRows], float out_scale) {
+  __device__ __forceinline__ void finalize(OutRC& out, float (&lse)[kRows], float out_scale,
+                                           const float (&totals)[kRows]) const {
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      const float total = quad_sum(row_sum[r]);
+      const float total = totals[r];
       const bool empty = !(total > 0.f);
       const float inv = empty ? 0.f : out_scale / total;
       lse[r] = empty ? -INFINITY : (row_max[r] - offset_log2 + log2f(total)) * 0.6931471805599453f;

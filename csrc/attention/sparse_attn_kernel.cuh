@@ -246,6 +246,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});
   Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutK{});
   Tensor sVt = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutVt{});
+  Tensor sOnes = make_tensor(make_smem_ptr(smem.ones.data()), typename Traits::SmemLayoutOnes{});
 
   typename Traits::MmaQK mma_qk;
   typename Traits::MmaPV mma_pv;
@@ -254,6 +255,10 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   Tensor tSrQ = thr_qk.partition_fragment_A(sQ);
   Tensor tSrK = thr_qk.partition_fragment_B(sK);
   Tensor tOrV = thr_pv.partition_fragment_B(sVt);
+  typename Traits::MmaRowSum mma_sum;
+  Tensor tLrOnes = mma_sum.get_thread_slice(thread).partition_fragment_B(sOnes);
+  Tensor tLrL = partition_fragment_C(mma_sum, Shape<BlockM, _8>{});  // row sums, 8 equal columns
+  Tensor sums_rc = make_tensor(tLrL.data(), as_rows_cols(tLrL.layout()));
   Tensor tSrS = partition_fragment_C(mma_qk, Shape<BlockM, StepN>{});
   Tensor tOrO = partition_fragment_C(mma_pv, Shape<BlockM, Dim>{});
   Tensor tScS = thr_qk.partition_C(make_identity_tensor(Shape<BlockM, StepN>{}));
@@ -277,12 +282,26 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     }
     warpgroup_commit_batch();
   };
-  auto issue_pv = [&](int stage) {
+  auto fence_accumulators = [&] {
     warpgroup_fence_operand(tOrO);
+    if constexpr (Traits::kRowSumsByGemm) warpgroup_fence_operand(tLrL);
+  };
+  auto issue_pv = [&](int stage) {
+    fence_accumulators();
     warpgroup_arrive();
 #pragma unroll
-    for (int kb = 0; kb < size<2>(tOrP); ++kb) gemm(mma_pv, tOrP(_, _, kb), tOrV(_, _, kb, stage), tOrO);
+    for (int kb = 0; kb < size<2>(tOrP); ++kb) {
+      gemm(mma_pv, tOrP(_, _, kb), tOrV(_, _, kb, stage), tOrO);
+      if constexpr (Traits::kRowSumsByGemm) gemm(mma_sum, tOrP(_, _, kb), tLrOnes(_, _, kb), tLrL);
+    }
     warpgroup_commit_batch();
+  };
+  auto rescale = [&](const float (&correction)[kRows]) {
+    if constexpr (Traits::kRowSumsByGemm) {
+      OnlineSoftmax<kRows, false>::rescale(correction, out_rc, sums_rc);
+    } else {
+      OnlineSoftmax<kRows, true>::rescale(correction, out_rc);
+    }
   };
   // Converts four probabilities per instruction pair (one 32-bit operand register).
   auto probabilities_to_operand = [&] {
@@ -326,7 +345,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   };
   // Once the PV GEMM that read them is done.
   auto release_v = [&] {
-    warpgroup_fence_operand(tOrO);
+    fence_accumulators();
     Barrier::arrive(&smem.v_empty[v_slot.stage]);
     v_slot.advance();
   };
@@ -337,8 +356,9 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     const Tile tile = tile_at(p, t);
     const BlockList list = block_list_of(p, tile.batch, tile.head, tile.q_block);
     clear(tOrO);
+    clear(tLrL);
     // fp8 probabilities are scaled into [0, 256] to use e4m3's range; the scale cancels.
-    OnlineSoftmax<kRows> softmax(Traits::kFp8 ? 8.f : 0.f);
+    OnlineSoftmax<kRows, !Traits::kRowSumsByGemm> softmax(Traits::kFp8 ? 8.f : 0.f);
     const int64_t head_index = int64_t(tile.batch) * a.heads + tile.head;
     // fp8 scores carry the q and k dequantisation factors: folded into each step's scale.
     const float q_scale_log2 =
@@ -386,7 +406,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         if (!Traits::kWaitTilesEarly) wait_tiles();
         turn.wait_turn();
         issue_qk(k_slot.stage);
-        if constexpr (Traits::kRescaleUnderQK) softmax.rescale(out_rc, correction);
+        if constexpr (Traits::kRescaleUnderQK) rescale(correction);
         issue_pv(v_slot.stage);
         turn.pass_turn();
         read_step();
@@ -400,14 +420,14 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         if constexpr (Traits::kSoftmaxUnderPV) softmax.end_block();
         warpgroup_wait<0>();
         release_v();
-        if constexpr (!Traits::kRescaleUnderQK) softmax.rescale(out_rc, correction);
+        if constexpr (!Traits::kRescaleUnderQK) rescale(correction);
         if (Traits::kWaitTilesEarly && i + 1 < steps) wait_tiles();
         probabilities_to_operand();
       }
 
       Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
       turn.wait_turn();
-      if constexpr (Traits::kRescaleUnderQK) softmax.rescale(out_rc, correction);
+      if constexpr (Traits::kRescaleUnderQK) rescale(correction);
       issue_pv(v_slot.stage);
       // Each warpgroup waits for its turn count+1 times a tile; the second one's last
       // hand-back would have no taker, so it keeps it.
@@ -417,8 +437,15 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       ++q_uses;
     }
 
+    float totals[kRows];
+    if constexpr (Traits::kRowSumsByGemm) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) totals[r] = sums_rc(r, 0);
+    } else {
+      softmax.totals(totals);
+    }
     float lse[kRows];
-    softmax.finalize(out_rc, lse, Traits::kFp8 ? a.v_descale[head_index] : 1.f);
+    softmax.finalize(out_rc, lse, Traits::kFp8 ? a.v_descale[head_index] : 1.f, totals);
 
     // Rows past the query block's valid rows are padding: they get 0 and lse -inf.
     const int q_rows = valid_rows(a, tile.batch, tile.q_block);
@@ -453,6 +480,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   extern __shared__ __align__(1024) char smem_bytes[];
   auto& smem = *reinterpret_cast<typename Traits::SharedStorage*>(smem_bytes);
 
+  // The row sums' B operand: ones, read by wgmma (the async proxy) once the fence is passed.
+  if constexpr (Traits::kRowSumsByGemm) {
+    for (int i = threadIdx.x; i < cosize_v<typename Traits::SmemLayoutOnes>; i += blockDim.x) {
+      smem.ones[i] = typename Traits::Element(1.f);
+    }
+    cutlass::arch::fence_view_async_shared();
+  }
   if (threadIdx.x == 0) {
     Barrier::init(&smem.q_full, 1);
     Barrier::init(&smem.q_empty, Traits::kConsumerThreads);
