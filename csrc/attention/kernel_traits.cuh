@@ -80,7 +80,7 @@ struct AttentionTraits {
   static_assert(2 * 128 * kConsumerRegisters + 128 * kProducerRegisters <= 65536);
   // Whether the row sums of P come from the tensor cores: P times a tile of ones (N = 8) in
   // the PV GEMM's batch, rescaled with O, instead of one add per probability in the softmax.
-  // Measured on the H100: fp8 d=64 +1.5-2.5% at density 1 (even at 0.1); fp8 d=128 -1 to
+  // Measured on the H100: fp8 d=64 +1.5-2.5% at density 1 (unchanged at 0.1); fp8 d=128 -1 to
   // -3% and bf16 d=64 -1%, where the tensor cores have less room.
   static constexpr bool kRowSumsByGemm = kFp8 && HeadDim == 64;
   static constexpr int kConsumerThreads = 128 * kConsumerWarpgroups;
