@@ -49,6 +49,15 @@ def test_quantize_round_trip_and_key_order(rng, tokens, head_dim):
     assert (block_max == E4M3_MAX).all()
 
 
+def test_quantized_values_take_the_input_sign(rng):
+    """inf / inf in a group whose max is inf is a NaN whose sign the platform would pick: the
+    quantisation gives it the input's sign, as the CUDA passes do (test_quantize_fp8_gpu.py)."""
+    q, k, v = (torch.randn(1, 256, 2, 64, generator=rng) for _ in range(3))
+    k[0, 3, 1, 5], k[0, 9, 1, 6], k[0, 10, 1, 7] = float("inf"), -float("inf"), -0.5
+    k8 = da.quantize_fp8(q, k, v)[1].view(torch.uint8)
+    assert k8[0, 3, 1, 5] == 0x7F and k8[0, 9, 1, 6] == 0xFF and k8[0, 10, 1, 7] == 0x80  # NaN, -NaN, -0
+
+
 def test_reference_op_is_attention_on_dequantized_inputs(rng):
     tokens, heads, head_dim = 300, 2, 64
     q, k, v = (torch.randn(1, tokens, heads, head_dim, generator=rng) for _ in range(3))

@@ -2,9 +2,8 @@
 bit-identical. Both divide in correctly rounded fp32 (amax / 448, then x / descale) and round
 to e4m3 as ATen's CPU conversion does (nearest even, saturating at 448). Covers partial last
 blocks, both head dims and 16-bit dtypes, all-zero groups, bf16 subnormals, strided,
-misaligned and non-unit-last-stride inputs, the fp32 fallback and a CUDA-graph capture.
-NaN and inf inputs are left out: the sign of a NaN that a division creates differs between
-x86 and the GPU."""
+misaligned and non-unit-last-stride inputs, inf and NaN inputs (every e4m3 value takes its
+input's sign, NaN included), the fp32 fallback and a CUDA-graph capture."""
 import pytest
 import torch
 
@@ -187,6 +186,21 @@ def test_fused_zero_groups_and_fp32_fallback(rng):
     assert (got[3][:, :, 0] == 1).all() and (got[5][:, 1] == 1).all()
     assert_fused_matches(got, q, k, v, layout)
     q, k, v = (x.float() for x in (q, k, v))
+    assert_fused_matches(da.to_regions_and_quantize_fp8(q, k, v, layout), q, k, v, layout)
+
+
+def test_inf_and_nan_inputs(rng):
+    """A group whose max is inf divides by inf: its infinities become NaN (0x7f / 0xff by the
+    input's sign) and its finite values zeros; a group with a NaN keeps descale 1. fp16 inputs
+    reach inf by overflow, so the random ones here can too."""
+    layout = da.VideoLayout(1, 30, 52, text_len=100)
+    q, k, v = random_qkv((1, layout.tokens, 2, 128), torch.float16, rng)
+    k[0, 5, 0, 3], k[0, 7, 0, 9] = float("inf"), -float("inf")
+    q[0, 200, 1, 0], v[0, 17, 1, 4] = float("nan"), -float("inf")
+    got = da.quantize_fp8(q, k, v)
+    assert_matches_reference(got, q, k, v)
+    k8 = got[1].view(torch.uint8)
+    assert k8[0, 5, 0, 3] == 0x7F and k8[0, 7, 0, 9] == 0xFF
     assert_fused_matches(da.to_regions_and_quantize_fp8(q, k, v, layout), q, k, v, layout)
 
 

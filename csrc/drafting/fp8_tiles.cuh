@@ -134,12 +134,17 @@ __device__ inline float fma_rn(float a, float b, float c) {
   return d;
 }
 
-// x / descale for a fast tile: the reciprocal's product corrected by its exact residual; the
-// sign is x's, which the fmas lose for x = -0.
+// q with x's sign. Every quotient x / descale takes x's sign (descale > 0): the fmas below
+// lose it for x = -0, and a NaN quotient (inf / inf in a tile whose max is inf, or a NaN x)
+// has none of its own (CUDA's NaN is positive, x86's negative).
+__device__ inline float with_sign_of(float q, float x) {
+  return __uint_as_float((__float_as_uint(q) & 0x7fffffffu) | (__float_as_uint(x) & 0x80000000u));
+}
+
+// x / descale for a fast tile: the reciprocal's product corrected by its exact residual.
 __device__ inline float fast_quotient(float x, const Scale& s) {
   const float q0 = mul_rn(x, s.reciprocal);
-  const float q = fma_rn(fma_rn(q0, s.neg_descale, x), s.reciprocal, q0);
-  return __uint_as_float((__float_as_uint(q) & 0x7fffffffu) | (__float_as_uint(x) & 0x80000000u));
+  return with_sign_of(fma_rn(fma_rn(q0, s.neg_descale, x), s.reciprocal, q0), x);
 }
 
 // Two finite floats -> e4m3 (lo in the low byte), round to nearest even, saturating at 448.
@@ -196,7 +201,10 @@ __device__ typename Fp8Bits<kVec>::type to_e4m3(const Pack<Elem, kVec>& p, const
     }
   } else {
 #pragma unroll
-    for (int e = 0; e < kVec; ++e) out.byte[e] = e4m3_bits(div_rn(to_float(p.elem[e]), s.descale));
+    for (int e = 0; e < kVec; ++e) {
+      const float x = to_float(p.elem[e]);
+      out.byte[e] = e4m3_bits(with_sign_of(div_rn(x, s.descale), x));
+    }
   }
   return out.bits;
 }

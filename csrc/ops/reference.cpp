@@ -222,15 +222,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const auto pad_tokens = [&](const at::Tensor& x) {
     return at::constant_pad_nd(x.to(at::kFloat), {0, 0, 0, 0, 0, padded - tokens});
   };
+  // x / descale with x's sign, NaN included: inf / inf (a group whose max is inf) gives a
+  // NaN whose sign the platform picks (negative on x86, positive on CUDA).
+  const auto quotient = [](const at::Tensor& x, const at::Tensor& descale) {
+    return at::copysign(x / descale, x);
+  };
   const auto per_block = [&](const at::Tensor& x) {
     const auto amax = pad_tokens(x).view({batch, num_blocks, kBlockSize, heads, head_dim}).abs().amax({2, 4});
     const auto descale = descale_of(amax).permute({0, 2, 1}).contiguous();  // (batch, heads, blocks)
-    return std::make_tuple((x.to(at::kFloat) / per_token(descale, tokens)).to(at::kFloat8_e4m3fn), descale);
+    return std::make_tuple(quotient(x.to(at::kFloat), per_token(descale, tokens)).to(at::kFloat8_e4m3fn), descale);
   };
   auto [q8, q_descale] = per_block(q);
   auto [k8, k_descale] = per_block(k);
   const auto v_descale = descale_of(v.to(at::kFloat).abs().amax({1, 3})).contiguous();  // (batch, heads)
-  const auto v_t = (pad_tokens(v) / v_descale.view({batch, 1, heads, 1}))
+  const auto v_t = quotient(pad_tokens(v), v_descale.view({batch, 1, heads, 1}))
                        .permute({0, 2, 3, 1})
                        .index_select(3, fp8_key_order(padded, v.device()))
                        .to(at::kFloat8_e4m3fn)
