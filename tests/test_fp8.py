@@ -51,11 +51,14 @@ def test_quantize_round_trip_and_key_order(rng, tokens, head_dim):
 
 def test_quantized_values_take_the_input_sign(rng):
     """inf / inf in a group whose max is inf is a NaN whose sign the platform would pick: the
-    quantisation gives it the input's sign, as the CUDA passes do (test_quantize_fp8_gpu.py)."""
+    quantisation gives it the input's sign, and saturates at 448 where a NaN in the group kept
+    the descale at 1, as the CUDA passes do (test_quantize_fp8_gpu.py)."""
     q, k, v = (torch.randn(1, 256, 2, 64, generator=rng) for _ in range(3))
     k[0, 3, 1, 5], k[0, 9, 1, 6], k[0, 10, 1, 7] = float("inf"), -float("inf"), -0.5
-    k8 = da.quantize_fp8(q, k, v)[1].view(torch.uint8)
+    q[0, 200, 0, 1], q[0, 201, 0, 2], q[0, 202, 0, 3] = float("nan"), 1000.0, -500.0  # descale 1 there
+    q8, k8 = (t.view(torch.uint8) for t in da.quantize_fp8(q, k, v)[:2])
     assert k8[0, 3, 1, 5] == 0x7F and k8[0, 9, 1, 6] == 0xFF and k8[0, 10, 1, 7] == 0x80  # NaN, -NaN, -0
+    assert q8[0, 200, 0, 1] == 0x7F and q8[0, 201, 0, 2] == 0x7E and q8[0, 202, 0, 3] == 0xFE  # NaN, +-448
 
 
 def test_reference_op_is_attention_on_dequantized_inputs(rng):

@@ -191,8 +191,9 @@ def test_fused_zero_groups_and_fp32_fallback(rng):
 
 def test_inf_and_nan_inputs(rng):
     """A group whose max is inf divides by inf: its infinities become NaN (0x7f / 0xff by the
-    input's sign) and its finite values zeros; a group with a NaN keeps descale 1. fp16 inputs
-    reach inf by overflow, so the random ones here can too."""
+    input's sign) and its finite values zeros; a group with a NaN keeps descale 1 and its
+    values past 448 saturate. fp16 inputs reach inf by overflow, so the random ones here can
+    too."""
     layout = da.VideoLayout(1, 30, 52, text_len=100)
     q, k, v = random_qkv((1, layout.tokens, 2, 128), torch.float16, rng)
     k[0, 5, 0, 3], k[0, 7, 0, 9] = float("inf"), -float("inf")

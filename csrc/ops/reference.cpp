@@ -222,10 +222,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const auto pad_tokens = [&](const at::Tensor& x) {
     return at::constant_pad_nd(x.to(at::kFloat), {0, 0, 0, 0, 0, padded - tokens});
   };
-  // x / descale with x's sign, NaN included: inf / inf (a group whose max is inf) gives a
-  // NaN whose sign the platform picks (negative on x86, positive on CUDA).
-  const auto quotient = [](const at::Tensor& x, const at::Tensor& descale) {
-    return at::copysign(x / descale, x);
+  // x / descale with x's sign, NaN included (inf / inf, in a group whose max is inf, gives a
+  // NaN whose sign the platform picks: negative on x86, positive on CUDA), saturated at 448
+  // (a group with a NaN keeps descale 1; older ATen turns magnitudes from 480 up into NaN).
+  const auto quotient = [&](const at::Tensor& x, const at::Tensor& descale) {
+    return at::copysign(x / descale, x).clamp(-kE4M3Max, kE4M3Max);
   };
   const auto per_block = [&](const at::Tensor& x) {
     const auto amax = pad_tokens(x).view({batch, num_blocks, kBlockSize, heads, head_dim}).abs().amax({2, 4});
