@@ -6,9 +6,9 @@
 // MN-major. FP8 inputs: wgmma wants both operands K-major, so V arrives transposed,
 // (head_dim, token) per head, written that way by the quantization pass.
 //
-// A step of the main loop covers kBlocksPerStep listed kv blocks. TMA loads each block into
-// its own tile; the tiles of one step sit back to back in shared memory, so the GEMMs see
-// one (step keys x head_dim) operand.
+// A step of the main loop covers kChunksPerStep chunks of listed kv blocks. TMA loads each
+// chunk into its own slot; the slots of one step sit back to back in shared memory, so the
+// GEMMs see one (step keys x head_dim) operand.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -37,15 +37,18 @@ struct AttentionTraits {
   static constexpr int kHeadDim = HeadDim;
   static constexpr int kBlockM = 128;  // query rows per CTA tile = one region
   static constexpr int kBlockN = 128;  // key rows of one listed kv block = one region
-  // A step of the main loop covers kBlocksPerStep listed kv blocks. Longer steps spread the
-  // per-step costs that do not grow with the keys (GEMM and barrier waits, row-max shuffles)
-  // over more keys, as far as S (step/2 registers), P (step/8 for fp8) and O (head_dim/2)
-  // fit beside each other: measured on the H100, fp8 d=64 runs 20% faster with two blocks a
-  // step. fp8 d=128 would need 224 registers for them (ptxas spills and serializes the
-  // GEMMs), and 16-bit P is twice as wide. Splitting blocks into 64-key chunks to take 192
-  // keys a step at fp8 d=128 measured 1-2% slower than one block.
-  static constexpr int kBlocksPerStep = kFp8 && HeadDim == 64 ? 2 : 1;
-  static constexpr int kStepN = kBlockN * kBlocksPerStep;
+  // A step of the main loop covers kChunksPerStep chunks of kChunkN keys, taken in list
+  // order (a block's chunks may fall into two steps). Longer steps spread the per-step costs
+  // that do not grow with the keys (GEMM and barrier waits, row-max shuffles) over more keys,
+  // as far as S (step/2 registers), P (step/8 for fp8) and O (head_dim/2) fit beside each
+  // other. Measured on the H100: fp8 d=64 runs 20% faster with two blocks a step; fp8 d=128
+  // cannot hold 256 keys (ptxas spills and serializes the GEMMs) and takes 3 x 64: +2-3% at
+  // density 1 in the Wan-14B suite, though 1.5% slower on uniform random lists. 16-bit P is
+  // twice as wide.
+  static constexpr int kChunkN = kFp8 && HeadDim == 128 ? 64 : kBlockN;
+  static constexpr int kChunksPerStep = kFp8 ? (HeadDim == 128 ? 3 : 2) : 1;
+  static constexpr int kChunksPerBlock = kBlockN / kChunkN;
+  static constexpr int kStepN = kChunkN * kChunksPerStep;
   static constexpr int kStages = 2;    // K and V shared-memory stages, one step each
   static constexpr int kConsumerWarpgroups = 2;  // 64 query rows each
   // GEMM issue alternates between the warpgroups only where the GEMMs outlast the softmax
@@ -69,14 +72,14 @@ struct AttentionTraits {
   // conversion (measured: fp8 +1-2%; 16-bit loses 1-2%).
   static constexpr bool kWaitTilesEarly = kFp8;
   // Without ping-pong the second warpgroup starts each tile one softmax behind the first
-  // (measured: fp8 +0.5-1%, d=64 up to +5% at low density). With two-block steps the
-  // warpgroups find their turns without it (fp8 d=64: +5% at density 1, +2.5% at 0.1).
-  static constexpr bool kStagger = !kPingPong && kBlocksPerStep == 1;
+  // (measured: fp8 +0.5-1%, d=64 up to +5% at low density). With steps of two whole blocks
+  // the warpgroups find their turns without it (fp8 d=64: +5% at density 1, +2.5% at 0.1).
+  static constexpr bool kStagger = !kPingPong && kStepN < 2 * kBlockN;
   // Registers per thread after the warpgroups resize (setmaxnreg); 2 x 128 x consumer +
-  // 128 x producer fits the 64K register file. Multi-block steps make the producer's step
+  // 128 x producer fits the 64K register file. Multi-chunk steps make the producer's step
   // bookkeeping heavier, and their consumers need no more than 224.
-  static constexpr int kConsumerRegisters = kBlocksPerStep > 1 ? 224 : 232;
-  static constexpr int kProducerRegisters = kBlocksPerStep > 1 ? 56 : 40;
+  static constexpr int kConsumerRegisters = kChunksPerStep > 1 ? 224 : 232;
+  static constexpr int kProducerRegisters = kChunksPerStep > 1 ? 56 : 40;
   static_assert(2 * 128 * kConsumerRegisters + 128 * kProducerRegisters <= 65536);
   // Whether the row sums of P come from the tensor cores: P times a tile of ones (N = 8) in
   // the PV GEMM's batch, rescaled with O, instead of one add per probability in the softmax.
@@ -88,6 +91,7 @@ struct AttentionTraits {
 
   using BlockM = Int<kBlockM>;
   using BlockN = Int<kBlockN>;
+  using ChunkN = Int<kChunkN>;
   using StepN = Int<kStepN>;
   using Dim = Int<kHeadDim>;
   using Stages = Int<kStages>;
@@ -114,38 +118,39 @@ struct AttentionTraits {
   // GEMM views, one step per stage: K (key, head_dim, stage); the B operand of O += P V,
   // always indexed (head_dim, key, stage).
   using SmemLayoutK = decltype(tile_to_shape(KMajorAtom<StepN, Dim>{}, Shape<StepN, Dim, Stages>{}));
-  // TMA views of the same memory, one block per slot: slot = stage * kBlocksPerStep + block
+  // TMA views of the same memory, one chunk per slot: slot = stage * kChunksPerStep + chunk
   // of the step. V as loaded: (token, head_dim, slot) for 16-bit, (head_dim, token, slot) for
-  // fp8. The blocks of a step lie back to back in either view.
-  using Slots = Int<kStages * kBlocksPerStep>;
-  using SmemLayoutKTiles = decltype(tile_to_shape(KMajorAtom<BlockN, Dim>{}, Shape<BlockN, Dim, Slots>{}));
-  using SmemLayoutVTiles = cute::conditional_t<
-      kFp8, decltype(tile_to_shape(KMajorAtom<Dim, BlockN>{}, Shape<Dim, BlockN, Slots>{})), SmemLayoutKTiles>;
-  static_assert(kFp8 || kBlocksPerStep == 1, "the MN-major V view below assumes one block per step");
+  // fp8 (64-key chunks of V^T are 64 bytes wide: 64-byte swizzle). The chunks of a step lie
+  // back to back in either view.
+  using Slots = Int<kStages * kChunksPerStep>;
+  using SmemLayoutKChunks = decltype(tile_to_shape(KMajorAtom<ChunkN, Dim>{}, Shape<ChunkN, Dim, Slots>{}));
+  using SmemLayoutVChunks = cute::conditional_t<
+      kFp8, decltype(tile_to_shape(KMajorAtom<Dim, ChunkN>{}, Shape<Dim, ChunkN, Slots>{})), SmemLayoutKChunks>;
+  static_assert(kFp8 || kChunksPerStep == 1, "the MN-major V view below assumes one block per step");
   using SmemLayoutVt = cute::conditional_t<
       kFp8, decltype(tile_to_shape(KMajorAtom<Dim, StepN>{}, Shape<Dim, StepN, Stages>{})),
-      decltype(composition(SmemLayoutKTiles{}, make_layout(Shape<Dim, BlockN, Stages>{},
+      decltype(composition(SmemLayoutKChunks{}, make_layout(Shape<Dim, BlockN, Stages>{},
                                                            Stride<BlockN, _1, Int<kBlockN * kHeadDim>>{})))>;
-  static_assert(cosize_v<SmemLayoutK> == cosize_v<SmemLayoutKTiles> && cosize_v<SmemLayoutVt> == cosize_v<SmemLayoutVTiles>);
+  static_assert(cosize_v<SmemLayoutK> == cosize_v<SmemLayoutKChunks> && cosize_v<SmemLayoutVt> == cosize_v<SmemLayoutVChunks>);
 
   // (tokens, head_dim, heads, batch) view of a (batch, tokens, heads, head_dim) tensor.
   using GmemLayout = Layout<Shape<int32_t, Dim, int32_t, int32_t>, Stride<int64_t, _1, int64_t, int64_t>>;
   // (head_dim, tokens, heads, batch) view of fp8 V^T stored (batch, heads, head_dim, tokens).
   using GmemLayoutVt = Layout<Shape<Dim, int32_t, int32_t, int32_t>, Stride<int64_t, _1, int64_t, int64_t>>;
   using TmaQ = decltype(tma_load_type<Element, GmemLayout, SmemLayoutQ, Shape<BlockM, Dim>>());
-  using TmaK = decltype(tma_load_type<Element, GmemLayout, decltype(take<0, 2>(SmemLayoutKTiles{})), Shape<BlockN, Dim>>());
+  using TmaK = decltype(tma_load_type<Element, GmemLayout, decltype(take<0, 2>(SmemLayoutKChunks{})), Shape<ChunkN, Dim>>());
   using TmaV = decltype(tma_load_type<Element, cute::conditional_t<kFp8, GmemLayoutVt, GmemLayout>,
-                                      decltype(take<0, 2>(SmemLayoutVTiles{})),
-                                      cute::conditional_t<kFp8, Shape<Dim, BlockN>, Shape<BlockN, Dim>>>());
+                                      decltype(take<0, 2>(SmemLayoutVChunks{})),
+                                      cute::conditional_t<kFp8, Shape<Dim, ChunkN>, Shape<ChunkN, Dim>>>());
 
   static constexpr uint32_t kQBytes = kBlockM * kHeadDim * sizeof(Element);
   static constexpr uint32_t kStepBytes = kStepN * kHeadDim * sizeof(Element);  // K or V of one step
 
-  // What the consumers need of a step's blocks besides their tiles; the producer writes it
-  // with the step's K tiles, so the consumers hold no copy of the block list.
-  struct StepBlocks {
-    int rows[kBlocksPerStep];         // valid key rows (0 past the list's end)
-    float k_descale[kBlocksPerStep];  // fp8 K dequantisation factor (1 otherwise)
+  // What the consumers need of a step's chunks besides their keys; the producer writes it
+  // with the step's K chunks, so the consumers hold no copy of the block list.
+  struct StepChunks {
+    int rows[kChunksPerStep];         // valid key rows (0 past the list's end)
+    float k_descale[kChunksPerStep];  // the block's fp8 K dequantisation factor (1 otherwise)
   };
 
   struct SharedStorage {
@@ -158,7 +163,7 @@ struct AttentionTraits {
     uint64_t tile_full[2];
     uint64_t tile_empty[2];
     int tile_number[2];
-    StepBlocks k_blocks[kStages];
+    StepChunks k_chunks[kStages];
     uint64_t k_full[kStages];
     uint64_t k_empty[kStages];
     uint64_t v_full[kStages];

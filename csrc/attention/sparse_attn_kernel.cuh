@@ -8,7 +8,8 @@
 // cores (wgmma). The rings run on across tiles, so the next tile's loads overlap the current
 // tile's last steps and epilogue.
 //
-// A step covers kBlocksPerStep listed kv blocks (two for fp8 d=64, else one). Step j of a
+// A step covers kChunksPerStep chunks of listed kv blocks (fp8: two blocks at d=64, three
+// 64-key chunks at d=128; otherwise one block). Step j of a
 // warpgroup issues S_j = Q K_j and O += P_{j-1} V_{j-1} together. What keeps the tensor
 // cores busy while exponentials are computed (each choice measured, bench/NOTES.md):
 // - 16-bit, head dim 128: GEMM issue is a critical section handed back and forth between
@@ -98,13 +99,13 @@ struct TileMailbox {
 template <class Traits>
 __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename Traits::SharedStorage& smem) {
   using BlockM = typename Traits::BlockM;
-  using BlockN = typename Traits::BlockN;
+  using ChunkN = typename Traits::ChunkN;
   using Dim = typename Traits::Dim;
   const int lane = threadIdx.x % 32;
 
   Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});
-  Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutKTiles{});
-  Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutVTiles{});
+  Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutKChunks{});
+  Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutVChunks{});
   const SparseAttnParams& a = p.args;
   const auto gmem_shape = make_shape(a.tokens, Dim{}, a.heads, a.batch);
   Tensor mQ = p.tma_q.get_tma_tensor(gmem_shape);
@@ -128,71 +129,72 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
     if (list.count == 0) continue;
 
     Tensor gQ = local_tile(mQ(_, _, tile.head, tile.batch), Shape<BlockM, Dim>{}, make_coord(tile.q_block, _0{}));
-    Tensor gK = local_tile(mK(_, _, tile.head, tile.batch), Shape<BlockN, Dim>{}, make_coord(_, _0{}));
-    // (tile rows, tile cols, kv block): V^T tiles for fp8 are (head_dim, token).
+    Tensor gK = local_tile(mK(_, _, tile.head, tile.batch), Shape<ChunkN, Dim>{}, make_coord(_, _0{}));
+    // (chunk rows, chunk cols, chunk): V^T chunks for fp8 are (head_dim, token).
     Tensor gV = [&] {
       if constexpr (Traits::kFp8) {
-        return local_tile(mV(_, _, tile.head, tile.batch), Shape<Dim, BlockN>{}, make_coord(_0{}, _));
+        return local_tile(mV(_, _, tile.head, tile.batch), Shape<Dim, ChunkN>{}, make_coord(_0{}, _));
       } else {
-        return local_tile(mV(_, _, tile.head, tile.batch), Shape<BlockN, Dim>{}, make_coord(_, _0{}));
+        return local_tile(mV(_, _, tile.head, tile.batch), Shape<ChunkN, Dim>{}, make_coord(_, _0{}));
       }
     }();
     auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
-    const auto k_tiles = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
-    const auto v_tiles = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
+    const auto k_chunks = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
+    const auto v_chunks = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
 
-    // One step's blocks with their valid rows and K dequantisation factors. Past the list's
-    // end the last block repeats with no valid rows: the consumers mask those keys out, and
-    // the tiles stay finite.
-    constexpr int kBlocks = Traits::kBlocksPerStep;
-    struct StepBlocks {
-      int at[kBlocks];
-      typename Traits::StepBlocks published;
+    // One step's chunks with their valid rows and their blocks' K dequantisation factors.
+    // Past the list's end the last chunk repeats with no valid rows: the consumers mask those
+    // keys out, and the shared memory they read stays finite.
+    constexpr int kChunks = Traits::kChunksPerStep;
+    constexpr int kPerBlock = Traits::kChunksPerBlock;
+    struct StepChunks {
+      int at[kChunks];  // where in global memory, in chunks
+      typename Traits::StepChunks published;
     };
     const float* k_descales =
         Traits::kFp8 ? a.k_descale + (int64_t(tile.batch) * a.heads + tile.head) * a.num_blocks : nullptr;
     WarpListCursor blocks(list);
     int block = 0;
-    auto blocks_of_step = [&](int step) {
-      StepBlocks step_blocks;
+    auto chunks_of_step = [&](int step) {
+      StepChunks chunks;
 #pragma unroll
-      for (int b = 0; b < kBlocks; ++b) {
-        const int j = step * kBlocks + b;
+      for (int c = 0; c < kChunks; ++c) {
+        const int chunk = step * kChunks + c, j = chunk / kPerBlock, part = chunk % kPerBlock;
         const bool listed = j < list.count;
-        if (listed) block = blocks.at(j);
-        const int rows = listed ? valid_rows(a, tile.batch, block) : 0;
-        step_blocks.at[b] = block;
-        step_blocks.published.rows[b] = rows;
-        step_blocks.published.k_descale[b] = rows > 0 && k_descales != nullptr ? k_descales[block] : 1.f;
+        if (listed && part == 0) block = blocks.at(j);
+        const int rows = listed ? valid_rows(a, tile.batch, block) - part * Traits::kChunkN : 0;
+        chunks.at[c] = block * kPerBlock + part;
+        chunks.published.rows[c] = max(0, min(rows, Traits::kChunkN));
+        chunks.published.k_descale[c] = rows > 0 && k_descales != nullptr ? k_descales[block] : 1.f;
       }
-      return step_blocks;
+      return chunks;
     };
     // `publish(stage)` runs once the slot is free, before the arrival that fills it.
-    auto load_step = [&](const auto& tma, const auto& tiles, uint64_t* full, uint64_t* empty, auto& slot,
-                         const StepBlocks& step_blocks, auto&& publish) {
+    auto load_step = [&](const auto& tma, const auto& parts, uint64_t* full, uint64_t* empty, auto& slot,
+                         const StepChunks& chunks, auto&& publish) {
       Barrier::wait(&empty[slot.stage], slot.phase);
       publish(slot.stage);
       Barrier::arrive_and_expect_tx(&full[slot.stage], Traits::kStepBytes);
 #pragma unroll
-      for (int b = 0; b < kBlocks; ++b) {
-        copy(tma.with(full[slot.stage]), get<0>(tiles)(_, step_blocks.at[b]), get<1>(tiles)(_, slot.stage * kBlocks + b));
+      for (int c = 0; c < kChunks; ++c) {
+        copy(tma.with(full[slot.stage]), get<0>(parts)(_, chunks.at[c]), get<1>(parts)(_, slot.stage * kChunks + c));
       }
       slot.advance();
     };
-    // K tiles come with their step's rows and factors (read from global memory before the
+    // K chunks come with their step's rows and factors (read from global memory before the
     // wait for the slot, so the wait covers their latency).
-    auto load_k_step = [&](const StepBlocks& step_blocks) {
-      load_step(p.tma_k, k_tiles, smem.k_full, smem.k_empty, k_slot, step_blocks,
-                [&](int stage) { smem.k_blocks[stage] = step_blocks.published; });
+    auto load_k_step = [&](const StepChunks& chunks) {
+      load_step(p.tma_k, k_chunks, smem.k_full, smem.k_empty, k_slot, chunks,
+                [&](int stage) { smem.k_chunks[stage] = chunks.published; });
     };
-    auto load_v_step = [&](const StepBlocks& step_blocks) {
-      load_step(p.tma_v, v_tiles, smem.v_full, smem.v_empty, v_slot, step_blocks, [](int) {});
+    auto load_v_step = [&](const StepChunks& chunks) {
+      load_step(p.tma_v, v_chunks, smem.v_full, smem.v_empty, v_slot, chunks, [](int) {});
     };
 
     // Loads follow the consumers' order: K of step 0, then K of step i before V of step
     // i-1, then the last V.
-    const int steps = (list.count + kBlocks - 1) / kBlocks;
-    StepBlocks previous = blocks_of_step(0);
+    const int steps = (list.count * kPerBlock + kChunks - 1) / kChunks;
+    StepChunks previous = chunks_of_step(0);
     if (lane == 0) {
       Barrier::wait(&smem.q_empty, (q_loads & 1) ^ 1);
       Barrier::arrive_and_expect_tx(&smem.q_full, Traits::kQBytes);
@@ -200,7 +202,7 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
       load_k_step(previous);
     }
     for (int i = 1; i < steps; ++i) {
-      const StepBlocks current = blocks_of_step(i);
+      const StepChunks current = chunks_of_step(i);
       if (lane == 0) {
         load_k_step(current);
         load_v_step(previous);
@@ -240,7 +242,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   using BlockM = typename Traits::BlockM;
   using StepN = typename Traits::StepN;
   using Dim = typename Traits::Dim;
-  constexpr int kBlocks = Traits::kBlocksPerStep;
+  constexpr int kChunks = Traits::kChunksPerStep;
   const int thread = threadIdx.x - 128;  // 0 .. kConsumerThreads-1
 
   Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});
@@ -317,19 +319,19 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       words[w] = cutlass::NumericArrayConverter<Element, float, kPerWord>{}(values);
     }
   };
-  // Columns past a kv block's valid rows take no part in the softmax. Block b of a step
-  // holds the score columns [b, b + 1) * kBlockN, the b-th equal part of each row.
-  auto mask_columns = [&](const int (&kv_rows)[kBlocks]) {
-    constexpr int kPartCols = decltype(size<1>(scores))::value / kBlocks;
+  // Columns past a chunk's valid rows take no part in the softmax. Chunk c of a step holds
+  // the score columns [c, c + 1) * kChunkN, the c-th equal part of each row.
+  auto mask_columns = [&](const int (&kv_rows)[kChunks]) {
+    constexpr int kPartCols = decltype(size<1>(scores))::value / kChunks;
 #pragma unroll
-    for (int b = 0; b < kBlocks; ++b) {
-      if (kv_rows[b] < Traits::kBlockN) {
-        const int end = b * Traits::kBlockN + kv_rows[b];
+    for (int c = 0; c < kChunks; ++c) {
+      if (kv_rows[c] < Traits::kChunkN) {
+        const int end = c * Traits::kChunkN + kv_rows[c];
 #pragma unroll
         for (int r = 0; r < kRows; ++r) {
 #pragma unroll
-          for (int c = b * kPartCols; c < (b + 1) * kPartCols; ++c) {
-            if (get<1>(score_coords(r, c)) >= end) scores(r, c) = -INFINITY;
+          for (int col = c * kPartCols; col < (c + 1) * kPartCols; ++col) {
+            if (get<1>(score_coords(r, col)) >= end) scores(r, col) = -INFINITY;
           }
         }
       }
@@ -366,19 +368,19 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     float correction[kRows];
 
     if (list.count > 0) {
-      // This step's valid key rows and score scales, one per kv block, as the producer
-      // published them with the K tiles (read before those tiles are released).
-      int kv_rows[kBlocks];
-      float scale_log2[kBlocks];
+      // This step's valid key rows and score scales, one per chunk, as the producer
+      // published them with the K chunks (read before those are released).
+      int kv_rows[kChunks];
+      float scale_log2[kChunks];
       auto read_step = [&] {
-        const auto& published = smem.k_blocks[k_slot.stage];
+        const auto& published = smem.k_chunks[k_slot.stage];
 #pragma unroll
-        for (int b = 0; b < kBlocks; ++b) {
-          kv_rows[b] = published.rows[b];
-          scale_log2[b] = q_scale_log2 * published.k_descale[b];
+        for (int c = 0; c < kChunks; ++c) {
+          kv_rows[c] = published.rows[c];
+          scale_log2[c] = q_scale_log2 * published.k_descale[c];
         }
       };
-      const int steps = (list.count + kBlocks - 1) / kBlocks;
+      const int steps = (list.count * Traits::kChunksPerBlock + kChunks - 1) / kChunks;
       if (turn.self == 1) turn.pass_turn();  // the first warpgroup goes first
       Barrier::wait(&smem.q_full, q_uses & 1);
 
