@@ -298,11 +298,12 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     }
     warpgroup_commit_batch();
   };
+  using Softmax = OnlineSoftmax<kRows, !Traits::kRowSumsByGemm>;
   auto rescale = [&](const float (&correction)[kRows]) {
     if constexpr (Traits::kRowSumsByGemm) {
-      OnlineSoftmax<kRows, false>::rescale(correction, out_rc, sums_rc);
+      Softmax::rescale(correction, out_rc, sums_rc);
     } else {
-      OnlineSoftmax<kRows, true>::rescale(correction, out_rc);
+      Softmax::rescale(correction, out_rc);
     }
   };
   // Converts four probabilities per instruction pair (one 32-bit operand register).
@@ -360,7 +361,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     clear(tOrO);
     clear(tLrL);
     // fp8 probabilities are scaled into [0, 256] to use e4m3's range; the scale cancels.
-    OnlineSoftmax<kRows, !Traits::kRowSumsByGemm> softmax(Traits::kFp8 ? 8.f : 0.f);
+    Softmax softmax(Traits::kFp8 ? 8.f : 0.f);
     const int64_t head_index = int64_t(tile.batch) * a.heads + tile.head;
     // fp8 scores carry the q and k dequantisation factors: folded into each step's scale.
     const float q_scale_log2 =
