@@ -181,6 +181,39 @@ def test_kernel_matches_reference_op_on_partial_blocks(rng, head_dim):
     assert rel_l2(got.cpu(), want) <= 0.05
 
 
+@pytest.mark.requires_cuda_build
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_kernel_follows_rising_maxima(rng, head_dim):
+    """Scores that grow along each list, so the kernel's running row maxima keep moving, and
+    every step rescales what came before: by about a unit a block (earlier blocks keep weights
+    of 2^-1..2^-6), by about ten, and in one head by hundreds in one step (far past fp32's
+    range for exponentials taken against the old maximum)."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the fp8 kernel needs sm_90")
+    tokens, heads = 850, 3
+    nb = math.ceil(tokens / BLOCK)
+    direction = torch.randn(head_dim, generator=rng)
+    direction /= direction.norm()
+    # Per head and block, how far the keys lean towards the queries' shared direction.
+    lean = torch.stack([torch.linspace(0, 6, nb), torch.linspace(0, 60, nb),
+                        torch.tensor([0, 1, 2, 3, 600, 605, 610])[:nb].float()]) * math.sqrt(head_dim)
+    per_token = lean.repeat_interleave(BLOCK, 1)[:, :tokens].T  # (tokens, heads)
+    noise = torch.randn(1, tokens, heads, head_dim, generator=rng)
+    q = direction + noise - (noise @ direction)[..., None] * direction  # scores: lean + N(0, 1)
+    k = per_token[None, :, :, None] * direction + torch.randn(1, tokens, heads, head_dim, generator=rng)
+    v = torch.randn(1, tokens, heads, head_dim, generator=rng)
+    quantized = da.quantize_fp8(q, k, v)
+    kv_indices = torch.arange(nb, dtype=torch.int32).expand(1, heads, nb, nb).contiguous()
+    kv_counts = torch.full((1, heads, nb), nb, dtype=torch.int32)
+    want, want_lse = da.sparse_attn_fp8(*quantized[:3], kv_indices, kv_counts, *quantized[3:])
+    got, got_lse = da.sparse_attn_fp8(*(t.cuda() for t in quantized[:3]), kv_indices.cuda(), kv_counts.cuda(),
+                                      *(t.cuda() for t in quantized[3:]))
+    assert torch.isfinite(got.float()).all() and torch.isfinite(got_lse).all()
+    torch.testing.assert_close(got_lse.cpu(), want_lse, atol=2e-2, rtol=1e-3)
+    for head in range(heads):
+        assert rel_l2(got.cpu()[:, :, head], want[:, :, head]) <= 0.05
+
+
 # to_regions_and_quantize_fp8: the layout pass with the quantisation fused in.
 FUSED_OUTPUTS = ("q_fp8", "k_fp8", "v_t_fp8", "q_descale", "k_descale", "v_descale", "q_pooled", "k_pooled")
 
