@@ -1,0 +1,339 @@
+// Do the tensor cores and the exponential unit (MUFU) of one SM work at the same time? Every
+// CTA (one per SM) runs two warpgroups, each with a role: `gemm` issues fp8 64x192x128
+// wgmma with both operands in shared memory (the S GEMM of the fp8 d=128 attention step),
+// `gemm-rs` fp8 64x128x192 wgmma with A in registers (the PV GEMM), `exp` runs MUFU.EX2 over
+// 32 independent registers per thread, `idle` exits. The roles alone and together, timed in
+// one process: if the pipes overlap, gemm+exp takes about as long as the longer role alone;
+// if they take turns, about as long as both added up.
+// The `step` roles run the fp8 d=128 attention step's dependency chain with the kernel's own
+// softmax (S = Q K^T, softmax, P to e4m3, O += P V) on K and V tiles that stay in shared
+// memory: what a schedule reaches without loads, barriers or a producer. `step` and
+// `step-pv-first` are the kernel's chain (192-key steps; the previous PV GEMM waited after or
+// before the softmax), `step-ahead` issues the next S GEMM before each softmax.
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cute/tensor.hpp>
+#include <cute/atom/mma_atom.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/cutlass.h>
+#include <cutlass/numeric_conversion.h>
+#include <cutlass/gemm/collective/builders/sm90_common.inl>
+#include <string>
+
+#include "attention/online_softmax.cuh"
+#include "attention/probability_operand.cuh"
+#include "cli.h"
+#include "common.h"
+#include "timing.h"
+
+namespace pipe_overlap {
+using namespace cute;
+
+const char* const kUsage = R"(usage: pipe_overlap_bench [flags]
+  --gemm-iters N       fp8 GEMMs (64x192x128 or 64x128x192) per gemm warpgroup (4000)
+  --exp-iters N        rounds of 32 exponentials per thread of an exp warpgroup (6000)
+  --steps N            attention steps per step warpgroup (2000; even)
+  --iters N            timed launches per case, median reported (9)
+)";
+
+enum Role : int { kIdle, kGemm, kGemmRS, kExp, kStep, kStepPvFirst, kStepAhead };
+
+using Element = cutlass::float_e4m3_t;
+using MmaSS = decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, Shape<_64, _192, _128>>()));
+using MmaRS = decltype(make_tiled_mma(
+    GMMA::rs_op_selector<Element, Element, float, Shape<_64, _128, _192>, GMMA::Major::K, GMMA::Major::K>()));
+template <class Rows, class Cols>
+using KMajor = decltype(tile_to_shape(
+    cutlass::gemm::collective::detail::ss_smem_selector<GMMA::Major::K, Element, Rows, Cols>(), Shape<Rows, Cols>{}));
+using LayoutA = KMajor<_64, _128>;    // Q
+using LayoutB = KMajor<_192, _128>;   // K of a 192-key step
+using LayoutVt = KMajor<_128, _192>;  // V^T of a 192-key step
+using LayoutP = KMajor<_64, _192>;    // only the shape of P, which the RS form reads from registers
+
+// The S-ahead chain's 128-key steps.
+using MmaQK128 = decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, Shape<_64, _128, _128>>()));
+using MmaPV128 = decltype(make_tiled_mma(
+    GMMA::rs_op_selector<Element, Element, float, Shape<_64, _128, _128>, GMMA::Major::K, GMMA::Major::K>()));
+using LayoutK128 = KMajor<_128, _128>;
+
+struct Smem {
+  array_aligned<Element, cosize_v<LayoutA>, 1024> a;
+  array_aligned<Element, cosize_v<LayoutB>, 1024> b;
+  array_aligned<Element, cosize_v<LayoutVt>, 1024> vt;
+  array_aligned<Element, cosize_v<LayoutK128>, 1024> k128;
+  array_aligned<Element, cosize_v<LayoutK128>, 1024> vt128;
+};
+// Dynamic shared memory per CTA: enough that a second CTA never fits on an SM.
+constexpr int kSmemBytes = 160 * 1024;
+static_assert(sizeof(Smem) + 1024 <= kSmemBytes);
+
+template <class Mma, bool kRegistersA, class ALayout, class BLayout, class OutShape>
+__device__ float run_gemms(Element* a_smem, Element* b_smem, int iters) {
+  Tensor sA = make_tensor(make_smem_ptr(a_smem), ALayout{});
+  Tensor sB = make_tensor(make_smem_ptr(b_smem), BLayout{});
+  Mma mma;
+  auto thr = mma.get_thread_slice(threadIdx.x % 128);
+  Tensor tA = thr.partition_fragment_A(sA);  // descriptors, or registers (RS: sA gives the shape)
+  Tensor tB = thr.partition_fragment_B(sB);
+  if constexpr (kRegistersA) {
+    for (int i = 0; i < size(tA); ++i) tA(i) = Element(0.5f + 0.03125f * float((threadIdx.x + i) % 13));
+  }
+  Tensor acc = partition_fragment_C(mma, OutShape{});
+  clear(acc);
+  for (int it = 0; it < iters; ++it) {
+    warpgroup_fence_operand(acc);
+    warpgroup_arrive();
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tA); ++kb) gemm(mma, tA(_, _, kb), tB(_, _, kb), acc);
+    warpgroup_commit_batch();
+    warpgroup_wait<1>();  // one batch in flight while the next is issued
+  }
+  warpgroup_wait<0>();
+  warpgroup_fence_operand(acc);
+  float sum = 0.f;
+  for (int i = 0; i < size(acc); ++i) sum += acc(i);
+  return sum;
+}
+
+__device__ float run_exponentials(int iters) {
+  float x[32];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) x[i] = 0.01f * float(threadIdx.x % 64 + i);
+  for (int it = 0; it < iters; ++it) {
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      // x <- 2^-x stays in (0.5, 1): no infinities, and every step depends on the last.
+      asm volatile("{\n .reg .f32 t;\n neg.f32 t, %0;\n ex2.approx.ftz.f32 %0, t;\n}" : "+f"(x[i]));
+    }
+  }
+  float sum = 0.f;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) sum += x[i];
+  return sum;
+}
+
+// One warpgroup's attention steps: S_j = Q K^T and O += P_{j-1} V issued together, the
+// softmax of S_j, then P_j to e4m3. kPvFirst: the PV GEMM is waited for before the softmax;
+// otherwise ptxas places that wait after the exponentials.
+template <bool kPvFirst>
+__device__ float run_steps(Smem& smem, int steps) {
+  using draftattn::sm90::as_rows_cols;
+  Tensor sQ = make_tensor(make_smem_ptr(smem.a.data()), LayoutA{});
+  Tensor sK = make_tensor(make_smem_ptr(smem.b.data()), LayoutB{});
+  Tensor sVt = make_tensor(make_smem_ptr(smem.vt.data()), LayoutVt{});
+  MmaSS mma_qk;
+  MmaRS mma_pv;
+  const int thread = threadIdx.x % 128;
+  auto thr_qk = mma_qk.get_thread_slice(thread);
+  auto thr_pv = mma_pv.get_thread_slice(thread);
+  Tensor tSrQ = thr_qk.partition_fragment_A(sQ);
+  Tensor tSrK = thr_qk.partition_fragment_B(sK);
+  Tensor tOrV = thr_pv.partition_fragment_B(sVt);
+  Tensor tSrS = partition_fragment_C(mma_qk, Shape<_64, _192>{});
+  Tensor tOrO = partition_fragment_C(mma_pv, Shape<_64, _128>{});
+  Tensor tOrP = make_tensor<Element>(draftattn::sm90::probability_operand_layout<true, 192>());
+  Tensor scores = make_tensor(tSrS.data(), as_rows_cols(tSrS.layout()));
+  Tensor out_rc = make_tensor(tOrO.data(), as_rows_cols(tOrO.layout()));
+  constexpr int kRows = decltype(size<0>(scores))::value;
+  using Softmax = draftattn::sm90::OnlineSoftmax<kRows, true>;
+  Softmax softmax(8.f);
+  clear(tOrO);
+  for (int i = 0; i < size(tOrP); ++i) tOrP(i) = Element(0.f);
+  const float scale_log2[3] = {0.02f, 0.02f, 0.02f};
+  float correction[kRows];
+  for (int step = 0; step < steps; ++step) {
+    mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
+    warpgroup_fence_operand(tSrS);
+    warpgroup_arrive();
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
+      gemm(mma_qk, tSrQ(_, _, kb), tSrK(_, _, kb), tSrS);
+      mma_qk.accumulate_ = GMMA::ScaleOut::One;
+    }
+    warpgroup_commit_batch();
+    warpgroup_fence_operand(tOrO);
+    warpgroup_arrive();
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tOrP); ++kb) gemm(mma_pv, tOrP(_, _, kb), tOrV(_, _, kb), tOrO);
+    warpgroup_commit_batch();
+    if constexpr (kPvFirst) {
+      warpgroup_wait<0>();
+    } else {
+      warpgroup_wait<1>();
+    }
+    warpgroup_fence_operand(tSrS);
+    softmax.template update<!kPvFirst>(scores, correction, scale_log2);
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(tOrO);
+    Softmax::rescale(correction, out_rc);
+    Tensor probs = make_tensor(tSrS.data(), draftattn::sm90::scores_as_probability_operand<true, 192>());
+    using Word = cutlass::Array<Element, 4>;
+    Word* words = reinterpret_cast<Word*>(raw_pointer_cast(tOrP.data()));
+#pragma unroll
+    for (int w = 0; w < size(tOrP) / 4; ++w) {
+      cutlass::Array<float, 4> values;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) values[i] = probs(w * 4 + i);
+      words[w] = cutlass::NumericArrayConverter<Element, float, 4>{}(values);
+    }
+  }
+  float sum = 0.f;
+  for (int i = 0; i < size(tOrO); ++i) sum += tOrO(i);
+  return sum;
+}
+
+// S one step ahead, 128-key steps: step j issues O += P_{j-1} V and S_{j+1} = Q K^T, then
+// runs the softmax of S_j (already in registers) under both, so a warpgroup keeps the
+// tensor cores busy through its own softmax. Two S buffers, O and P: 208 registers.
+__device__ float run_steps_ahead(Smem& smem, int steps) {
+  using draftattn::sm90::as_rows_cols;
+  Tensor sQ = make_tensor(make_smem_ptr(smem.a.data()), LayoutA{});
+  Tensor sK = make_tensor(make_smem_ptr(smem.k128.data()), LayoutK128{});
+  Tensor sVt = make_tensor(make_smem_ptr(smem.vt128.data()), LayoutK128{});
+  MmaQK128 mma_qk;
+  MmaPV128 mma_pv;
+  const int thread = threadIdx.x % 128;
+  auto thr_qk = mma_qk.get_thread_slice(thread);
+  auto thr_pv = mma_pv.get_thread_slice(thread);
+  Tensor tSrQ = thr_qk.partition_fragment_A(sQ);
+  Tensor tSrK = thr_qk.partition_fragment_B(sK);
+  Tensor tOrV = thr_pv.partition_fragment_B(sVt);
+  Tensor s0 = partition_fragment_C(mma_qk, Shape<_64, _128>{});
+  Tensor s1 = partition_fragment_C(mma_qk, Shape<_64, _128>{});
+  Tensor tOrO = partition_fragment_C(mma_pv, Shape<_64, _128>{});
+  Tensor tOrP = make_tensor<Element>(draftattn::sm90::probability_operand_layout<true, 128>());
+  Tensor out_rc = make_tensor(tOrO.data(), as_rows_cols(tOrO.layout()));
+  constexpr int kRows = 2;
+  using Softmax = draftattn::sm90::OnlineSoftmax<kRows, true>;
+  Softmax softmax(8.f);
+  clear(tOrO);
+  for (int i = 0; i < size(tOrP); ++i) tOrP(i) = Element(0.f);
+  const float scale_log2[1] = {0.02f};
+  float correction[kRows];
+  auto issue_qk = [&](auto& scores) {
+    mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
+    warpgroup_fence_operand(scores);
+    warpgroup_arrive();
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
+      gemm(mma_qk, tSrQ(_, _, kb), tSrK(_, _, kb), scores);
+      mma_qk.accumulate_ = GMMA::ScaleOut::One;
+    }
+    warpgroup_commit_batch();
+  };
+  auto step = [&](auto& current, auto& next) {
+    warpgroup_fence_operand(tOrO);
+    warpgroup_arrive();
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tOrP); ++kb) gemm(mma_pv, tOrP(_, _, kb), tOrV(_, _, kb), tOrO);
+    warpgroup_commit_batch();
+    issue_qk(next);
+    warpgroup_fence_operand(current);
+    Tensor scores = make_tensor(current.data(), as_rows_cols(current.layout()));
+    softmax.template update<false>(scores, correction, scale_log2);
+    warpgroup_wait<1>();  // the PV GEMM; S_{j+1} may still run
+    warpgroup_fence_operand(tOrO);
+    Softmax::rescale(correction, out_rc);
+    Tensor probs = make_tensor(current.data(), draftattn::sm90::scores_as_probability_operand<true, 128>());
+    using Word = cutlass::Array<Element, 4>;
+    Word* words = reinterpret_cast<Word*>(raw_pointer_cast(tOrP.data()));
+#pragma unroll
+    for (int w = 0; w < size(tOrP) / 4; ++w) {
+      cutlass::Array<float, 4> values;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) values[i] = probs(w * 4 + i);
+      words[w] = cutlass::NumericArrayConverter<Element, float, 4>{}(values);
+    }
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(next);
+  };
+  issue_qk(s0);
+  warpgroup_wait<0>();
+  for (int i = 0; i < steps / 2; ++i) {
+    step(s0, s1);
+    step(s1, s0);
+  }
+  float sum = 0.f;
+  for (int i = 0; i < size(tOrO); ++i) sum += tOrO(i);
+  return sum;
+}
+
+__global__ void __launch_bounds__(256, 1) overlap_kernel(int role0, int role1, int gemm_iters, int exp_iters,
+                                                         int steps, float* sink) {
+  extern __shared__ __align__(1024) char smem_bytes[];
+  auto& smem = *reinterpret_cast<Smem*>(smem_bytes);
+  // Operands: small positive e4m3 values (not zeros, which would draw less power).
+  uint8_t* raw = reinterpret_cast<uint8_t*>(&smem);
+  for (int i = threadIdx.x; i < int(sizeof(Smem)); i += blockDim.x) raw[i] = uint8_t(0x20 + (i * 37) % 24);
+  cutlass::arch::fence_view_async_shared();
+  __syncthreads();
+
+  const int role = threadIdx.x < 128 ? role0 : role1;
+  float result = 0.f;
+  if (role == kGemm) {
+    result = run_gemms<MmaSS, false, LayoutA, LayoutB, Shape<_64, _192>>(smem.a.data(), smem.b.data(), gemm_iters);
+  }
+  if (role == kGemmRS) {
+    result = run_gemms<MmaRS, true, LayoutP, LayoutVt, Shape<_64, _128>>(smem.a.data(), smem.vt.data(), gemm_iters);
+  }
+  if (role == kExp) result = run_exponentials(exp_iters);
+  if (role == kStep) result = run_steps<false>(smem, steps);
+  if (role == kStepPvFirst) result = run_steps<true>(smem, steps);
+  if (role == kStepAhead) result = run_steps_ahead(smem, steps);
+  if (result == 12345.f) sink[blockIdx.x] = result;  // keeps the work; never true in practice
+}
+
+const char* role_name(int role) {
+  constexpr const char* kNames[] = {"idle", "gemm", "gemm-rs", "exp", "step", "step-pv-first", "step-ahead"};
+  return kNames[role];
+}
+
+}  // namespace pipe_overlap
+
+int main(int argc, char** argv) {
+  using namespace pipe_overlap;
+  bench::Cli cli(argc, argv, kUsage);
+  const int gemm_iters = int(cli.integer("gemm-iters", 4000));
+  const int exp_iters = int(cli.integer("exp-iters", 6000));
+  const int steps = int(cli.integer("steps", 2000));
+  const int iters = int(cli.integer("iters", 9));
+  cli.finish();
+
+  int device = 0, sms = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  CUDA_CHECK(cudaFuncSetAttribute(overlap_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+  float* sink = nullptr;
+  CUDA_CHECK(cudaMalloc(&sink, sms * sizeof(float)));
+  cudaStream_t stream;
+  CUDA_CHECK(cudaStreamCreate(&stream));
+
+  const double gemm_flop = 2.0 * 64 * 192 * 128 * gemm_iters * sms;
+  const double exps = 128.0 * 32 * exp_iters * sms;
+  // A step of a step role: two GEMMs (S and PV) of 64 x keys x 128, 64 x keys exponentials.
+  auto step_keys = [](int role) { return role == kStepAhead ? 128 : role == kStep || role == kStepPvFirst ? 192 : 0; };
+  std::printf("%s, %d SMs; gemm warpgroup: %d fp8 GEMMs; exp warpgroup: %d x 32 ex2 a thread\n", prop.name,
+              sms, gemm_iters, exp_iters);
+  std::printf("| warpgroup 0 | warpgroup 1 | ms | fp8 TFLOP/s | ex2 / ns |\n|---|---|---|---|---|\n");
+  const int cases[][2] = {{kGemm, kIdle}, {kGemmRS, kIdle}, {kIdle, kExp}, {kGemm, kExp}, {kGemmRS, kExp},
+                          {kGemm, kGemm}, {kGemmRS, kGemmRS}, {kExp, kExp}, {kStep, kIdle}, {kStep, kStep},
+                          {kStepPvFirst, kStepPvFirst}, {kStepAhead, kIdle}, {kStepAhead, kStepAhead}};
+  for (const auto& c : cases) {
+    const float ms = bench::median_ms(stream, 2, iters, [&](int) {
+      overlap_kernel<<<sms, 256, kSmemBytes, stream>>>(c[0], c[1], gemm_iters, exp_iters, steps, sink);
+      return cudaGetLastError();
+    });
+    const int gemms = (c[0] == kGemm || c[0] == kGemmRS) + (c[1] == kGemm || c[1] == kGemmRS);
+    const int exp_groups = (c[0] == kExp) + (c[1] == kExp);
+    const double keys = step_keys(c[0]) + step_keys(c[1]);
+    const double flop = gemms * gemm_flop + keys * 4.0 * 64 * 128 * steps * sms;
+    const double ex2 = exp_groups * exps + keys * 64.0 * steps * sms;
+    std::printf("| %s | %s | %.3f | %.0f | %.0f |\n", role_name(c[0]), role_name(c[1]), ms, flop / (ms * 1e9),
+                ex2 / (ms * 1e6));
+  }
+  CUDA_CHECK(cudaFree(sink));
+  return 0;
+}
