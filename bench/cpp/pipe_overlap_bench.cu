@@ -17,7 +17,6 @@
 #include <cute/atom/mma_atom.hpp>
 #include <cutlass/arch/barrier.h>
 #include <cutlass/cutlass.h>
-#include <cutlass/numeric_conversion.h>
 #include <cutlass/gemm/collective/builders/sm90_common.inl>
 #include <string>
 
@@ -113,6 +112,30 @@ __device__ float run_exponentials(int iters) {
   return sum;
 }
 
+// S = Q K^T into `scores` (the first k-block overwrites them), one commit group.
+template <class Mma, class QFragment, class KFragment, class Scores>
+__device__ __forceinline__ void issue_scores(Mma& mma, const QFragment& tSrQ, const KFragment& tSrK, Scores& scores) {
+  mma.accumulate_ = GMMA::ScaleOut::Zero;
+  warpgroup_fence_operand(scores);
+  warpgroup_arrive();
+#pragma unroll
+  for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
+    gemm(mma, tSrQ(_, _, kb), tSrK(_, _, kb), scores);
+    mma.accumulate_ = GMMA::ScaleOut::One;
+  }
+  warpgroup_commit_batch();
+}
+
+// O += P V, one commit group.
+template <class Mma, class PFragment, class VFragment, class Out>
+__device__ __forceinline__ void issue_pv(Mma& mma, PFragment& tOrP, const VFragment& tOrV, Out& tOrO) {
+  warpgroup_fence_operand(tOrO);
+  warpgroup_arrive();
+#pragma unroll
+  for (int kb = 0; kb < size<2>(tOrP); ++kb) gemm(mma, tOrP(_, _, kb), tOrV(_, _, kb), tOrO);
+  warpgroup_commit_batch();
+}
+
 // One warpgroup's attention steps: S_j = Q K^T and O += P_{j-1} V issued together, the
 // softmax of S_j, then P_j to e4m3. kPvFirst: the PV GEMM is waited for before the softmax;
 // otherwise ptxas places that wait after the exponentials.
@@ -143,20 +166,8 @@ __device__ float run_steps(Smem& smem, int steps) {
   const float scale_log2[3] = {0.02f, 0.02f, 0.02f};
   float correction[kRows];
   for (int step = 0; step < steps; ++step) {
-    mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
-    warpgroup_fence_operand(tSrS);
-    warpgroup_arrive();
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
-      gemm(mma_qk, tSrQ(_, _, kb), tSrK(_, _, kb), tSrS);
-      mma_qk.accumulate_ = GMMA::ScaleOut::One;
-    }
-    warpgroup_commit_batch();
-    warpgroup_fence_operand(tOrO);
-    warpgroup_arrive();
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tOrP); ++kb) gemm(mma_pv, tOrP(_, _, kb), tOrV(_, _, kb), tOrO);
-    warpgroup_commit_batch();
+    issue_scores(mma_qk, tSrQ, tSrK, tSrS);
+    issue_pv(mma_pv, tOrP, tOrV, tOrO);
     if constexpr (kPvFirst) {
       warpgroup_wait<0>();
     } else {
@@ -167,16 +178,7 @@ __device__ float run_steps(Smem& smem, int steps) {
     warpgroup_wait<0>();
     warpgroup_fence_operand(tOrO);
     Softmax::rescale(correction, out_rc);
-    Tensor probs = make_tensor(tSrS.data(), draftattn::sm90::scores_as_probability_operand<true, 192>());
-    using Word = cutlass::Array<Element, 4>;
-    Word* words = reinterpret_cast<Word*>(raw_pointer_cast(tOrP.data()));
-#pragma unroll
-    for (int w = 0; w < size(tOrP) / 4; ++w) {
-      cutlass::Array<float, 4> values;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) values[i] = probs(w * 4 + i);
-      words[w] = cutlass::NumericArrayConverter<Element, float, 4>{}(values);
-    }
+    draftattn::sm90::to_probability_operand<true, 192>(tSrS, tOrP);
   }
   float sum = 0.f;
   for (int i = 0; i < size(tOrO); ++i) sum += tOrO(i);
@@ -211,44 +213,20 @@ __device__ float run_steps_ahead(Smem& smem, int steps) {
   for (int i = 0; i < size(tOrP); ++i) tOrP(i) = Element(0.f);
   const float scale_log2[1] = {0.02f};
   float correction[kRows];
-  auto issue_qk = [&](auto& scores) {
-    mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
-    warpgroup_fence_operand(scores);
-    warpgroup_arrive();
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
-      gemm(mma_qk, tSrQ(_, _, kb), tSrK(_, _, kb), scores);
-      mma_qk.accumulate_ = GMMA::ScaleOut::One;
-    }
-    warpgroup_commit_batch();
-  };
   auto step = [&](auto& current, auto& next) {
-    warpgroup_fence_operand(tOrO);
-    warpgroup_arrive();
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tOrP); ++kb) gemm(mma_pv, tOrP(_, _, kb), tOrV(_, _, kb), tOrO);
-    warpgroup_commit_batch();
-    issue_qk(next);
+    issue_pv(mma_pv, tOrP, tOrV, tOrO);
+    issue_scores(mma_qk, tSrQ, tSrK, next);
     warpgroup_fence_operand(current);
     Tensor scores = make_tensor(current.data(), as_rows_cols(current.layout()));
     softmax.template update<false>(scores, correction, scale_log2);
     warpgroup_wait<1>();  // the PV GEMM; S_{j+1} may still run
     warpgroup_fence_operand(tOrO);
     Softmax::rescale(correction, out_rc);
-    Tensor probs = make_tensor(current.data(), draftattn::sm90::scores_as_probability_operand<true, 128>());
-    using Word = cutlass::Array<Element, 4>;
-    Word* words = reinterpret_cast<Word*>(raw_pointer_cast(tOrP.data()));
-#pragma unroll
-    for (int w = 0; w < size(tOrP) / 4; ++w) {
-      cutlass::Array<float, 4> values;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) values[i] = probs(w * 4 + i);
-      words[w] = cutlass::NumericArrayConverter<Element, float, 4>{}(values);
-    }
+    draftattn::sm90::to_probability_operand<true, 128>(current, tOrP);
     warpgroup_wait<0>();
     warpgroup_fence_operand(next);
   };
-  issue_qk(s0);
+  issue_scores(mma_qk, tSrQ, tSrK, s0);
   warpgroup_wait<0>();
   for (int i = 0; i < steps / 2; ++i) {
     step(s0, s1);

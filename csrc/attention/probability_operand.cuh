@@ -11,6 +11,8 @@
 #pragma once
 
 #include <cute/tensor.hpp>
+#include <cutlass/array.h>
+#include <cutlass/numeric_conversion.h>
 
 namespace draftattn::sm90 {
 using namespace cute;
@@ -33,6 +35,24 @@ __device__ __forceinline__ constexpr auto scores_as_probability_operand() {
                   Stride<Stride<Stride<_1, _4>, _2, _8>, _0, _16>>{};
   } else {
     return Layout<Shape<Shape<_2, _2, _2>, _1, Int<kKeys / 16>>, Stride<Stride<_1, _2, _4>, _0, _8>>{};
+  }
+}
+
+// Writes a step's probabilities, still in the score accumulator's registers, into the A
+// operand of O += P V: four probabilities per instruction pair (one 32-bit operand register).
+template <bool kFp8, int kKeys, class Scores, class Operand>
+__device__ __forceinline__ void to_probability_operand(const Scores& scores, Operand& operand) {
+  using Element = typename Operand::value_type;
+  Tensor probs = make_tensor(scores.data(), scores_as_probability_operand<kFp8, kKeys>());
+  constexpr int kPerWord = 4 / sizeof(Element);
+  using Word = cutlass::Array<Element, kPerWord>;
+  Word* words = reinterpret_cast<Word*>(raw_pointer_cast(operand.data()));
+#pragma unroll
+  for (int w = 0; w < size(operand) / kPerWord; ++w) {
+    cutlass::Array<float, kPerWord> values;
+#pragma unroll
+    for (int i = 0; i < kPerWord; ++i) values[i] = probs(w * kPerWord + i);
+    words[w] = cutlass::NumericArrayConverter<Element, float, kPerWord>{}(values);
   }
 }
 

@@ -306,20 +306,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       Softmax::rescale(correction, out_rc);
     }
   };
-  // Converts four probabilities per instruction pair (one 32-bit operand register).
-  auto probabilities_to_operand = [&] {
-    Tensor probs = make_tensor(tSrS.data(), scores_as_probability_operand<Traits::kFp8, Traits::kStepN>());
-    constexpr int kPerWord = 4 / sizeof(Element);
-    using Word = cutlass::Array<Element, kPerWord>;
-    Word* words = reinterpret_cast<Word*>(raw_pointer_cast(tOrP.data()));
-#pragma unroll
-    for (int w = 0; w < size(tOrP) / kPerWord; ++w) {
-      cutlass::Array<float, kPerWord> values;
-#pragma unroll
-      for (int i = 0; i < kPerWord; ++i) values[i] = probs(w * kPerWord + i);
-      words[w] = cutlass::NumericArrayConverter<Element, float, kPerWord>{}(values);
-    }
-  };
+  auto probabilities_to_operand = [&] { to_probability_operand<Traits::kFp8, Traits::kStepN>(tSrS, tOrP); };
   // Columns past a chunk's valid rows take no part in the softmax. Chunk c of a step holds
   // the score columns [c, c + 1) * kChunkN, the c-th equal part of each row.
   auto mask_columns = [&](const int (&kv_rows)[kChunks]) {
