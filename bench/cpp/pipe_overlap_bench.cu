@@ -39,29 +39,32 @@ const char* const kUsage = R"(usage: pipe_overlap_bench [flags]
 enum Role : int { kIdle, kGemm, kGemmRS, kExp, kStep, kStepPvFirst, kStepAhead };
 
 using Element = cutlass::float_e4m3_t;
-using MmaSS = decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, Shape<_64, _192, _128>>()));
-using MmaRS = decltype(make_tiled_mma(
-    GMMA::rs_op_selector<Element, Element, float, Shape<_64, _128, _192>, GMMA::Major::K, GMMA::Major::K>()));
 template <class Rows, class Cols>
 using KMajor = decltype(tile_to_shape(
     cutlass::gemm::collective::detail::ss_smem_selector<GMMA::Major::K, Element, Rows, Cols>(), Shape<Rows, Cols>{}));
-using LayoutA = KMajor<_64, _128>;    // Q
-using LayoutB = KMajor<_192, _128>;   // K of a 192-key step
-using LayoutVt = KMajor<_128, _192>;  // V^T of a 192-key step
-using LayoutP = KMajor<_64, _192>;    // only the shape of P, which the RS form reads from registers
+using LayoutA = KMajor<_64, _128>;  // Q
 
-// The S-ahead chain's 128-key steps.
-using MmaQK128 = decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, Shape<_64, _128, _128>>()));
-using MmaPV128 = decltype(make_tiled_mma(
-    GMMA::rs_op_selector<Element, Element, float, Shape<_64, _128, _128>, GMMA::Major::K, GMMA::Major::K>()));
-using LayoutK128 = KMajor<_128, _128>;
+// The two GEMMs of an attention step of kKeys keys at head dim 128, and where their K and V^T
+// operands lie in shared memory.
+template <int kKeys>
+struct StepShape {
+  using Keys = Int<kKeys>;
+  using MmaQK = decltype(make_tiled_mma(GMMA::ss_op_selector<Element, Element, float, Shape<_64, Keys, _128>>()));
+  using MmaPV = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<Element, Element, float, Shape<_64, _128, Keys>, GMMA::Major::K, GMMA::Major::K>()));
+  using LayoutK = KMajor<Keys, _128>;
+  using LayoutVt = KMajor<_128, Keys>;
+  using LayoutP = KMajor<_64, Keys>;  // only the shape of P, which the PV GEMM reads from registers
+};
+using Step192 = StepShape<192>;  // the kernel's fp8 d=128 step; also the gemm roles' GEMMs
+using Step128 = StepShape<128>;  // the S-ahead chain's step
 
 struct Smem {
   array_aligned<Element, cosize_v<LayoutA>, 1024> a;
-  array_aligned<Element, cosize_v<LayoutB>, 1024> b;
-  array_aligned<Element, cosize_v<LayoutVt>, 1024> vt;
-  array_aligned<Element, cosize_v<LayoutK128>, 1024> k128;
-  array_aligned<Element, cosize_v<LayoutK128>, 1024> vt128;
+  array_aligned<Element, cosize_v<Step192::LayoutK>, 1024> b;
+  array_aligned<Element, cosize_v<Step192::LayoutVt>, 1024> vt;
+  array_aligned<Element, cosize_v<Step128::LayoutK>, 1024> k128;
+  array_aligned<Element, cosize_v<Step128::LayoutVt>, 1024> vt128;
 };
 // Dynamic shared memory per CTA: enough that a second CTA never fits on an SM.
 constexpr int kSmemBytes = 160 * 1024;
@@ -136,105 +139,96 @@ __device__ __forceinline__ void issue_pv(Mma& mma, PFragment& tOrP, const VFragm
   warpgroup_commit_batch();
 }
 
+// Sets up one warpgroup's operands for steps of kKeys keys (Q, K and V^T over shared memory;
+// O and P in registers, zeroed), hands them to `chain`, and returns a sum of O that keeps
+// the work alive.
+template <int kKeys, class Chain>
+__device__ __forceinline__ float run_chain(Element* q, Element* k, Element* vt, Chain&& chain) {
+  using Shape_ = StepShape<kKeys>;
+  typename Shape_::MmaQK mma_qk;
+  typename Shape_::MmaPV mma_pv;
+  const int thread = threadIdx.x % 128;
+  auto thr_qk = mma_qk.get_thread_slice(thread);
+  auto thr_pv = mma_pv.get_thread_slice(thread);
+  Tensor tSrQ = thr_qk.partition_fragment_A(make_tensor(make_smem_ptr(q), LayoutA{}));
+  Tensor tSrK = thr_qk.partition_fragment_B(make_tensor(make_smem_ptr(k), typename Shape_::LayoutK{}));
+  Tensor tOrV = thr_pv.partition_fragment_B(make_tensor(make_smem_ptr(vt), typename Shape_::LayoutVt{}));
+  Tensor tOrO = partition_fragment_C(mma_pv, Shape<_64, _128>{});
+  Tensor tOrP = make_tensor<Element>(draftattn::sm90::probability_operand_layout<true, kKeys>());
+  clear(tOrO);
+  for (int i = 0; i < size(tOrP); ++i) tOrP(i) = Element(0.f);
+  chain(mma_qk, mma_pv, tSrQ, tSrK, tOrV, tOrO, tOrP);
+  float sum = 0.f;
+  for (int i = 0; i < size(tOrO); ++i) sum += tOrO(i);
+  return sum;
+}
+
+using draftattn::sm90::as_rows_cols;
+using Softmax = draftattn::sm90::OnlineSoftmax<2, true>;  // two rows a thread
+
 // One warpgroup's attention steps: S_j = Q K^T and O += P_{j-1} V issued together, the
 // softmax of S_j, then P_j to e4m3. kPvFirst: the PV GEMM is waited for before the softmax;
 // otherwise ptxas places that wait after the exponentials.
 template <bool kPvFirst>
 __device__ float run_steps(Smem& smem, int steps) {
-  using draftattn::sm90::as_rows_cols;
-  Tensor sQ = make_tensor(make_smem_ptr(smem.a.data()), LayoutA{});
-  Tensor sK = make_tensor(make_smem_ptr(smem.b.data()), LayoutB{});
-  Tensor sVt = make_tensor(make_smem_ptr(smem.vt.data()), LayoutVt{});
-  MmaSS mma_qk;
-  MmaRS mma_pv;
-  const int thread = threadIdx.x % 128;
-  auto thr_qk = mma_qk.get_thread_slice(thread);
-  auto thr_pv = mma_pv.get_thread_slice(thread);
-  Tensor tSrQ = thr_qk.partition_fragment_A(sQ);
-  Tensor tSrK = thr_qk.partition_fragment_B(sK);
-  Tensor tOrV = thr_pv.partition_fragment_B(sVt);
-  Tensor tSrS = partition_fragment_C(mma_qk, Shape<_64, _192>{});
-  Tensor tOrO = partition_fragment_C(mma_pv, Shape<_64, _128>{});
-  Tensor tOrP = make_tensor<Element>(draftattn::sm90::probability_operand_layout<true, 192>());
-  Tensor scores = make_tensor(tSrS.data(), as_rows_cols(tSrS.layout()));
-  Tensor out_rc = make_tensor(tOrO.data(), as_rows_cols(tOrO.layout()));
-  constexpr int kRows = decltype(size<0>(scores))::value;
-  using Softmax = draftattn::sm90::OnlineSoftmax<kRows, true>;
-  Softmax softmax(8.f);
-  clear(tOrO);
-  for (int i = 0; i < size(tOrP); ++i) tOrP(i) = Element(0.f);
-  const float scale_log2[3] = {0.02f, 0.02f, 0.02f};
-  float correction[kRows];
-  for (int step = 0; step < steps; ++step) {
-    issue_scores(mma_qk, tSrQ, tSrK, tSrS);
-    issue_pv(mma_pv, tOrP, tOrV, tOrO);
-    if constexpr (kPvFirst) {
+  return run_chain<192>(smem.a.data(), smem.b.data(), smem.vt.data(),
+                        [&](auto& mma_qk, auto& mma_pv, auto& tSrQ, auto& tSrK, auto& tOrV, auto& tOrO, auto& tOrP) {
+    Tensor tSrS = partition_fragment_C(mma_qk, Shape<_64, _192>{});
+    Tensor scores = make_tensor(tSrS.data(), as_rows_cols(tSrS.layout()));
+    Tensor out_rc = make_tensor(tOrO.data(), as_rows_cols(tOrO.layout()));
+    Softmax softmax(8.f);
+    const float scale_log2[3] = {0.02f, 0.02f, 0.02f};
+    float correction[2];
+    for (int step = 0; step < steps; ++step) {
+      issue_scores(mma_qk, tSrQ, tSrK, tSrS);
+      issue_pv(mma_pv, tOrP, tOrV, tOrO);
+      if constexpr (kPvFirst) {
+        warpgroup_wait<0>();
+      } else {
+        warpgroup_wait<1>();
+      }
+      warpgroup_fence_operand(tSrS);
+      softmax.template update<!kPvFirst>(scores, correction, scale_log2);
       warpgroup_wait<0>();
-    } else {
-      warpgroup_wait<1>();
+      warpgroup_fence_operand(tOrO);
+      Softmax::rescale(correction, out_rc);
+      draftattn::sm90::to_probability_operand<true, 192>(tSrS, tOrP);
     }
-    warpgroup_fence_operand(tSrS);
-    softmax.template update<!kPvFirst>(scores, correction, scale_log2);
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(tOrO);
-    Softmax::rescale(correction, out_rc);
-    draftattn::sm90::to_probability_operand<true, 192>(tSrS, tOrP);
-  }
-  float sum = 0.f;
-  for (int i = 0; i < size(tOrO); ++i) sum += tOrO(i);
-  return sum;
+  });
 }
 
 // S one step ahead, 128-key steps: step j issues O += P_{j-1} V and S_{j+1} = Q K^T, then
 // runs the softmax of S_j (already in registers) under both, so a warpgroup keeps the
 // tensor cores busy through its own softmax. Two S buffers, O and P: 208 registers.
 __device__ float run_steps_ahead(Smem& smem, int steps) {
-  using draftattn::sm90::as_rows_cols;
-  Tensor sQ = make_tensor(make_smem_ptr(smem.a.data()), LayoutA{});
-  Tensor sK = make_tensor(make_smem_ptr(smem.k128.data()), LayoutK128{});
-  Tensor sVt = make_tensor(make_smem_ptr(smem.vt128.data()), LayoutK128{});
-  MmaQK128 mma_qk;
-  MmaPV128 mma_pv;
-  const int thread = threadIdx.x % 128;
-  auto thr_qk = mma_qk.get_thread_slice(thread);
-  auto thr_pv = mma_pv.get_thread_slice(thread);
-  Tensor tSrQ = thr_qk.partition_fragment_A(sQ);
-  Tensor tSrK = thr_qk.partition_fragment_B(sK);
-  Tensor tOrV = thr_pv.partition_fragment_B(sVt);
-  Tensor s0 = partition_fragment_C(mma_qk, Shape<_64, _128>{});
-  Tensor s1 = partition_fragment_C(mma_qk, Shape<_64, _128>{});
-  Tensor tOrO = partition_fragment_C(mma_pv, Shape<_64, _128>{});
-  Tensor tOrP = make_tensor<Element>(draftattn::sm90::probability_operand_layout<true, 128>());
-  Tensor out_rc = make_tensor(tOrO.data(), as_rows_cols(tOrO.layout()));
-  constexpr int kRows = 2;
-  using Softmax = draftattn::sm90::OnlineSoftmax<kRows, true>;
-  Softmax softmax(8.f);
-  clear(tOrO);
-  for (int i = 0; i < size(tOrP); ++i) tOrP(i) = Element(0.f);
-  const float scale_log2[1] = {0.02f};
-  float correction[kRows];
-  auto step = [&](auto& current, auto& next) {
-    issue_pv(mma_pv, tOrP, tOrV, tOrO);
-    issue_scores(mma_qk, tSrQ, tSrK, next);
-    warpgroup_fence_operand(current);
-    Tensor scores = make_tensor(current.data(), as_rows_cols(current.layout()));
-    softmax.template update<false>(scores, correction, scale_log2);
-    warpgroup_wait<1>();  // the PV GEMM; S_{j+1} may still run
-    warpgroup_fence_operand(tOrO);
-    Softmax::rescale(correction, out_rc);
-    draftattn::sm90::to_probability_operand<true, 128>(current, tOrP);
+  return run_chain<128>(smem.a.data(), smem.k128.data(), smem.vt128.data(),
+                        [&](auto& mma_qk, auto& mma_pv, auto& tSrQ, auto& tSrK, auto& tOrV, auto& tOrO, auto& tOrP) {
+    Tensor s0 = partition_fragment_C(mma_qk, Shape<_64, _128>{});
+    Tensor s1 = partition_fragment_C(mma_qk, Shape<_64, _128>{});
+    Tensor out_rc = make_tensor(tOrO.data(), as_rows_cols(tOrO.layout()));
+    Softmax softmax(8.f);
+    const float scale_log2[1] = {0.02f};
+    float correction[2];
+    auto step = [&](auto& current, auto& next) {
+      issue_pv(mma_pv, tOrP, tOrV, tOrO);
+      issue_scores(mma_qk, tSrQ, tSrK, next);
+      warpgroup_fence_operand(current);
+      Tensor scores = make_tensor(current.data(), as_rows_cols(current.layout()));
+      softmax.template update<false>(scores, correction, scale_log2);
+      warpgroup_wait<1>();  // the PV GEMM; S_{j+1} may still run
+      warpgroup_fence_operand(tOrO);
+      Softmax::rescale(correction, out_rc);
+      draftattn::sm90::to_probability_operand<true, 128>(current, tOrP);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(next);
+    };
+    issue_scores(mma_qk, tSrQ, tSrK, s0);
     warpgroup_wait<0>();
-    warpgroup_fence_operand(next);
-  };
-  issue_scores(mma_qk, tSrQ, tSrK, s0);
-  warpgroup_wait<0>();
-  for (int i = 0; i < steps / 2; ++i) {
-    step(s0, s1);
-    step(s1, s0);
-  }
-  float sum = 0.f;
-  for (int i = 0; i < size(tOrO); ++i) sum += tOrO(i);
-  return sum;
+    for (int i = 0; i < steps / 2; ++i) {
+      step(s0, s1);
+      step(s1, s0);
+    }
+  });
 }
 
 __global__ void __launch_bounds__(256, 1) overlap_kernel(int role0, int role1, int gemm_iters, int exp_iters,
@@ -250,10 +244,12 @@ __global__ void __launch_bounds__(256, 1) overlap_kernel(int role0, int role1, i
   const int role = threadIdx.x < 128 ? role0 : role1;
   float result = 0.f;
   if (role == kGemm) {
-    result = run_gemms<MmaSS, false, LayoutA, LayoutB, Shape<_64, _192>>(smem.a.data(), smem.b.data(), gemm_iters);
+    result = run_gemms<Step192::MmaQK, false, LayoutA, Step192::LayoutK, Shape<_64, _192>>(smem.a.data(), smem.b.data(),
+                                                                                      gemm_iters);
   }
   if (role == kGemmRS) {
-    result = run_gemms<MmaRS, true, LayoutP, LayoutVt, Shape<_64, _128>>(smem.a.data(), smem.vt.data(), gemm_iters);
+    result = run_gemms<Step192::MmaPV, true, Step192::LayoutP, Step192::LayoutVt, Shape<_64, _128>>(
+        smem.a.data(), smem.vt.data(), gemm_iters);
   }
   if (role == kExp) result = run_exponentials(exp_iters);
   if (role == kStep) result = run_steps<false>(smem, steps);
