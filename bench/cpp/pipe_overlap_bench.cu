@@ -32,7 +32,7 @@ using namespace cute;
 const char* const kUsage = R"(usage: pipe_overlap_bench [flags]
   --gemm-iters N       fp8 GEMMs (64x192x128 or 64x128x192) per gemm warpgroup (4000)
   --exp-iters N        rounds of 32 exponentials per thread of an exp warpgroup (6000)
-  --steps N            attention steps per step warpgroup (2000; even)
+  --steps N            attention steps per step warpgroup, even (2000)
   --iters N            timed launches per case, median reported (9)
 )";
 
@@ -70,6 +70,30 @@ struct Smem {
 constexpr int kSmemBytes = 160 * 1024;
 static_assert(sizeof(Smem) + 1024 <= kSmemBytes);
 
+// S = Q K^T into `scores` (the first k-block overwrites them), one commit group.
+template <class Mma, class QFragment, class KFragment, class Scores>
+__device__ __forceinline__ void issue_scores(Mma& mma, const QFragment& tSrQ, const KFragment& tSrK, Scores& scores) {
+  mma.accumulate_ = GMMA::ScaleOut::Zero;
+  warpgroup_fence_operand(scores);
+  warpgroup_arrive();
+#pragma unroll
+  for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
+    gemm(mma, tSrQ(_, _, kb), tSrK(_, _, kb), scores);
+    mma.accumulate_ = GMMA::ScaleOut::One;
+  }
+  warpgroup_commit_batch();
+}
+
+// C += A B (O += P V in a step), one commit group.
+template <class Mma, class AFragment, class BFragment, class Accumulator>
+__device__ __forceinline__ void issue_accumulating(Mma& mma, AFragment& tA, const BFragment& tB, Accumulator& acc) {
+  warpgroup_fence_operand(acc);
+  warpgroup_arrive();
+#pragma unroll
+  for (int kb = 0; kb < size<2>(tA); ++kb) gemm(mma, tA(_, _, kb), tB(_, _, kb), acc);
+  warpgroup_commit_batch();
+}
+
 template <class Mma, bool kRegistersA, class ALayout, class BLayout, class OutShape>
 __device__ float run_gemms(Element* a_smem, Element* b_smem, int iters) {
   Tensor sA = make_tensor(make_smem_ptr(a_smem), ALayout{});
@@ -84,11 +108,7 @@ __device__ float run_gemms(Element* a_smem, Element* b_smem, int iters) {
   Tensor acc = partition_fragment_C(mma, OutShape{});
   clear(acc);
   for (int it = 0; it < iters; ++it) {
-    warpgroup_fence_operand(acc);
-    warpgroup_arrive();
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tA); ++kb) gemm(mma, tA(_, _, kb), tB(_, _, kb), acc);
-    warpgroup_commit_batch();
+    issue_accumulating(mma, tA, tB, acc);
     warpgroup_wait<1>();  // one batch in flight while the next is issued
   }
   warpgroup_wait<0>();
@@ -113,30 +133,6 @@ __device__ float run_exponentials(int iters) {
 #pragma unroll
   for (int i = 0; i < 32; ++i) sum += x[i];
   return sum;
-}
-
-// S = Q K^T into `scores` (the first k-block overwrites them), one commit group.
-template <class Mma, class QFragment, class KFragment, class Scores>
-__device__ __forceinline__ void issue_scores(Mma& mma, const QFragment& tSrQ, const KFragment& tSrK, Scores& scores) {
-  mma.accumulate_ = GMMA::ScaleOut::Zero;
-  warpgroup_fence_operand(scores);
-  warpgroup_arrive();
-#pragma unroll
-  for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
-    gemm(mma, tSrQ(_, _, kb), tSrK(_, _, kb), scores);
-    mma.accumulate_ = GMMA::ScaleOut::One;
-  }
-  warpgroup_commit_batch();
-}
-
-// O += P V, one commit group.
-template <class Mma, class PFragment, class VFragment, class Out>
-__device__ __forceinline__ void issue_pv(Mma& mma, PFragment& tOrP, const VFragment& tOrV, Out& tOrO) {
-  warpgroup_fence_operand(tOrO);
-  warpgroup_arrive();
-#pragma unroll
-  for (int kb = 0; kb < size<2>(tOrP); ++kb) gemm(mma, tOrP(_, _, kb), tOrV(_, _, kb), tOrO);
-  warpgroup_commit_batch();
 }
 
 // Sets up one warpgroup's operands for steps of kKeys keys (Q, K and V^T over shared memory;
@@ -181,7 +177,7 @@ __device__ float run_steps(Smem& smem, int steps) {
     float correction[2];
     for (int step = 0; step < steps; ++step) {
       issue_scores(mma_qk, tSrQ, tSrK, tSrS);
-      issue_pv(mma_pv, tOrP, tOrV, tOrO);
+      issue_accumulating(mma_pv, tOrP, tOrV, tOrO);
       if constexpr (kPvFirst) {
         warpgroup_wait<0>();
       } else {
@@ -210,7 +206,7 @@ __device__ float run_steps_ahead(Smem& smem, int steps) {
     const float scale_log2[1] = {0.02f};
     float correction[2];
     auto step = [&](auto& current, auto& next) {
-      issue_pv(mma_pv, tOrP, tOrV, tOrO);
+      issue_accumulating(mma_pv, tOrP, tOrV, tOrO);
       issue_scores(mma_qk, tSrQ, tSrK, next);
       warpgroup_fence_operand(current);
       Tensor scores = make_tensor(current.data(), as_rows_cols(current.layout()));
@@ -273,6 +269,10 @@ int main(int argc, char** argv) {
   const int steps = int(cli.integer("steps", 2000));
   const int iters = int(cli.integer("iters", 9));
   cli.finish();
+  if (steps <= 0 || steps % 2 != 0) {
+    std::fprintf(stderr, "--steps must be a positive even number (step-ahead runs steps in pairs), got %d\n", steps);
+    return 2;
+  }
 
   int device = 0, sms = 0;
   CUDA_CHECK(cudaGetDevice(&device));
