@@ -38,15 +38,16 @@ struct AttentionTraits {
   static constexpr int kBlockM = 128;  // query rows per CTA tile = one region
   static constexpr int kBlockN = 128;  // key rows of one listed kv block = one region
   // A step of the main loop covers kChunksPerStep chunks of kChunkN keys, taken in list
-  // order (a block's chunks may fall into two steps). Longer steps spread the per-step costs
-  // that do not grow with the keys (GEMM and barrier waits, row-max shuffles) over more keys,
-  // as far as S (step/2 registers), P (step/8 for fp8) and O (head_dim/2) fit beside each
-  // other. Measured on the H100: fp8 d=64 runs 20% faster with two blocks a step; fp8 d=128
-  // cannot hold 256 keys (ptxas spills and serializes the GEMMs) and takes 3 x 64: +2-3% at
-  // density 1 in the Wan-14B suite, though 1.5% slower on uniform random lists. 16-bit P is
-  // twice as wide.
-  static constexpr int kChunkN = kFp8 && HeadDim == 128 ? 64 : kBlockN;
-  static constexpr int kChunksPerStep = kFp8 ? (HeadDim == 128 ? 3 : 2) : 1;
+  // order. Longer steps spread the per-step costs that do not grow with the keys (GEMM and
+  // barrier waits, row-max shuffles) over more keys, as far as S (step/2 registers), P (step/8
+  // for fp8) and O (head_dim/2) fit beside each other: fp8 d=64 runs 20% faster with two
+  // blocks a step. fp8 d=128 holds two S accumulators instead (kSAhead).
+  // S one step ahead (fp8, head dim 128): step j issues the PV GEMM of P_{j-1} and the S GEMM
+  // of step j+1, then runs the softmax of S_j under both, so a warpgroup keeps the tensor
+  // cores busy through its own softmax. Two S accumulators: one block a step.
+  static constexpr bool kSAhead = kFp8 && HeadDim == 128;
+  static constexpr int kChunkN = kBlockN;
+  static constexpr int kChunksPerStep = kFp8 && HeadDim == 64 ? 2 : 1;
   static constexpr int kChunksPerBlock = kBlockN / kChunkN;
   static constexpr int kStepN = kChunkN * kChunksPerStep;
   static constexpr int kStages = 2;    // K and V shared-memory stages, one step each
@@ -78,8 +79,10 @@ struct AttentionTraits {
   // Registers per thread after the warpgroups resize (setmaxnreg); 2 x 128 x consumer +
   // 128 x producer fits the 64K register file. Multi-chunk steps make the producer's step
   // bookkeeping heavier, and their consumers need no more than 224.
-  static constexpr int kConsumerRegisters = kChunksPerStep > 1 ? 224 : 232;
-  static constexpr int kProducerRegisters = kChunksPerStep > 1 ? 56 : 40;
+  // kSAhead: two S accumulators need 240 (ptxas serializes the wgmma at 232); the producer
+  // then spills a few words at 32 (per tile and step, not in the consumers).
+  static constexpr int kConsumerRegisters = kSAhead ? 240 : kChunksPerStep > 1 ? 224 : 232;
+  static constexpr int kProducerRegisters = kSAhead ? 32 : kChunksPerStep > 1 ? 56 : 40;
   static_assert(2 * 128 * kConsumerRegisters + 128 * kProducerRegisters <= 65536);
   // Whether the row sums of P come from the tensor cores: P times a tile of ones (N = 8) in
   // the PV GEMM's batch, rescaled with O, instead of one add per probability in the softmax.

@@ -262,6 +262,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   Tensor tLrL = partition_fragment_C(mma_sum, Shape<BlockM, _8>{});  // row sums, 8 equal columns
   Tensor sums_rc = make_tensor(tLrL.data(), as_rows_cols(tLrL.layout()));
   Tensor tSrS = partition_fragment_C(mma_qk, Shape<BlockM, StepN>{});
+  Tensor tSrS2 = partition_fragment_C(mma_qk, Shape<BlockM, StepN>{});  // kSAhead: the next step's S
   Tensor tOrO = partition_fragment_C(mma_pv, Shape<BlockM, Dim>{});
   Tensor tScS = thr_qk.partition_C(make_identity_tensor(Shape<BlockM, StepN>{}));
   Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<BlockM, Dim>{}));
@@ -273,17 +274,18 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   static_assert(decltype(size<0>(tSrS))::value == Traits::kStepN / 2 && decltype(size<1>(tSrS))::value == 1 &&
                 decltype(size<2>(tSrS))::value == 1);
   Tensor tOrP = make_tensor<Element>(probability_operand_layout<Traits::kFp8, Traits::kStepN>());
-  auto issue_qk = [&](int stage) {
+  auto issue_qk_into = [&](decltype(tSrS)& accumulator, int stage) {
     mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
-    warpgroup_fence_operand(tSrS);
+    warpgroup_fence_operand(accumulator);
     warpgroup_arrive();
 #pragma unroll
     for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
-      gemm(mma_qk, tSrQ(_, _, kb), tSrK(_, _, kb, stage), tSrS);
+      gemm(mma_qk, tSrQ(_, _, kb), tSrK(_, _, kb, stage), accumulator);
       mma_qk.accumulate_ = GMMA::ScaleOut::One;
     }
     warpgroup_commit_batch();
   };
+  auto issue_qk = [&](int stage) { issue_qk_into(tSrS, stage); };
   auto fence_accumulators = [&] {
     warpgroup_fence_operand(tOrO);
     if constexpr (Traits::kRowSumsByGemm) warpgroup_fence_operand(tLrL);
@@ -306,11 +308,14 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       Softmax::rescale(correction, out_rc);
     }
   };
-  auto probabilities_to_operand = [&] { to_probability_operand<Traits::kFp8, Traits::kStepN>(tSrS, tOrP); };
+  auto probabilities_to_operand_from = [&](decltype(tSrS)& accumulator) {
+    to_probability_operand<Traits::kFp8, Traits::kStepN>(accumulator, tOrP);
+  };
+  auto probabilities_to_operand = [&] { probabilities_to_operand_from(tSrS); };
   // Columns past a chunk's valid rows take no part in the softmax. Chunk c of a step holds
   // the score columns [c, c + 1) * kChunkN, the c-th equal part of each row.
-  auto mask_columns = [&](const int (&kv_rows)[kChunks]) {
-    constexpr int kPartCols = decltype(size<1>(scores))::value / kChunks;
+  auto mask_columns_of = [&](decltype(scores)& masked, const int (&kv_rows)[kChunks]) {
+    constexpr int kPartCols = decltype(size<1>(masked))::value / kChunks;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       if (kv_rows[c] < Traits::kChunkN) {
@@ -319,12 +324,14 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         for (int r = 0; r < kRows; ++r) {
 #pragma unroll
           for (int col = c * kPartCols; col < (c + 1) * kPartCols; ++col) {
-            if (get<1>(score_coords(r, col)) >= end) scores(r, col) = -INFINITY;
+            if (get<1>(score_coords(r, col)) >= end) masked(r, col) = -INFINITY;
           }
         }
       }
     }
   };
+  auto mask_columns = [&](const int (&kv_rows)[kChunks]) { mask_columns_of(scores, kv_rows); };
+
 
   const PingPong<Traits::kPingPong> turn{thread / 128};
   RingPosition<Traits::kStages> k_slot{0, 0}, v_slot{0, 0};
@@ -360,59 +367,147 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       // published them with the K chunks (read before those are released).
       int kv_rows[kChunks];
       float scale_log2[kChunks];
-      auto read_step = [&] {
+      auto read_step_into = [&](int (&rows)[kChunks], float (&scales)[kChunks]) {
         const auto& published = smem.k_chunks[k_slot.stage];
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
-          kv_rows[c] = published.rows[c];
-          scale_log2[c] = q_scale_log2 * published.k_descale[c];
+          rows[c] = published.rows[c];
+          scales[c] = q_scale_log2 * published.k_descale[c];
         }
       };
+      auto read_step = [&] { read_step_into(kv_rows, scale_log2); };
       const int steps = (list.count * Traits::kChunksPerBlock + kChunks - 1) / kChunks;
       if (turn.self == 1) turn.pass_turn();  // the first warpgroup goes first
       Barrier::wait(&smem.q_full, q_uses & 1);
 
-      Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
-      // Without ping-pong the second warpgroup starts one softmax behind the first, so the
-      // two tend to take turns on the tensor cores and the exponential units.
-      if (Traits::kStagger && turn.self == 1) cutlass::arch::NamedBarrier::sync(256, kStaggerBarrier);
-      turn.wait_turn();
-      issue_qk(k_slot.stage);
-      turn.pass_turn();
-      read_step();
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tSrS);
-      Barrier::arrive(&smem.k_empty[k_slot.stage]);
-      k_slot.advance();
-      // Q is free once the tile's last S GEMM is done: the next tile's Q loads meanwhile.
-      if (steps == 1) Barrier::arrive(&smem.q_empty);
-      mask_columns(kv_rows);
-      softmax.template update<false>(scores, correction, scale_log2);
-      if (Traits::kStagger && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
-      if (Traits::kWaitTilesEarly && steps > 1) wait_tiles();
-      probabilities_to_operand();
+      if constexpr (Traits::kSAhead) {
+        // Step j starts with S_j done in `current` (its rows and factors in next_rows,
+        // next_scale) and P_{j-1} in registers; it issues P_{j-1} V and S_{j+1} = Q K_{j+1}
+        // into `next`, runs the softmax of S_j under both, converts P_j once the PV GEMM is
+        // done, and ends with S_{j+1} done. The two S accumulators alternate by name.
+        int next_rows[kChunks];
+        float next_scale[kChunks];
+        auto s_done = [&](decltype(tSrS)& accumulator, int step) {
+          warpgroup_fence_operand(accumulator);
+          Barrier::arrive(&smem.k_empty[k_slot.stage]);
+          k_slot.advance();
+          if (step == steps - 1) Barrier::arrive(&smem.q_empty);
+        };
+        auto issue_s = [&](decltype(tSrS)& accumulator, int (&rows)[kChunks], float (&scales)[kChunks]) {
+          Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
+          issue_qk_into(accumulator, k_slot.stage);
+          read_step_into(rows, scales);
+        };
+        auto softmax_of = [&](decltype(tSrS)& accumulator) {
+          Tensor rc = make_tensor(accumulator.data(), as_rows_cols(accumulator.layout()));
+          mask_columns_of(rc, kv_rows);
+          softmax.template update<false>(rc, correction, scale_log2);
+        };
+        // The first half of step j: S_j's rows and factors become current, P_{j-1} V issued.
+        auto begin_step = [&] {
+#pragma unroll
+          for (int c = 0; c < kChunks; ++c) {
+            kv_rows[c] = next_rows[c];
+            scale_log2[c] = next_scale[c];
+          }
+          Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
+          issue_pv(v_slot.stage);
+        };
+        auto finish_step = [&](decltype(tSrS)& current) {
+          release_v();
+          rescale(correction);
+          probabilities_to_operand_from(current);
+        };
+        auto step = [&](decltype(tSrS)& current, decltype(tSrS)& next, int j) {
+          begin_step();
+          issue_s(next, next_rows, next_scale);
+          softmax_of(current);
+          warpgroup_wait<1>();  // P_{j-1} V; S_{j+1} may still run
+          finish_step(current);
+          warpgroup_wait<0>();
+          s_done(next, j + 1);
+        };
+        auto last_step = [&](decltype(tSrS)& current) {
+          begin_step();
+          softmax_of(current);
+          warpgroup_wait<0>();
+          finish_step(current);
+        };
 
-      for (int i = 1; i < steps; ++i) {
-        if (!Traits::kWaitTilesEarly) wait_tiles();
+        Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
+        if (Traits::kStagger && turn.self == 1) cutlass::arch::NamedBarrier::sync(256, kStaggerBarrier);
+        issue_s(tSrS, kv_rows, scale_log2);
+        warpgroup_wait<0>();
+        s_done(tSrS, 0);
+        // The first softmax, with S_1 in flight if there is a second step (one branch for
+        // both, so ptxas sees the S_1 GEMM waited for on every path that issued it).
+        auto first_softmax = [&] {
+          softmax_of(tSrS);
+          if (Traits::kStagger && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
+          probabilities_to_operand_from(tSrS);
+        };
+        if (steps > 1) {
+          issue_s(tSrS2, next_rows, next_scale);
+          first_softmax();
+          warpgroup_wait<0>();
+          s_done(tSrS2, 1);
+        } else {
+          first_softmax();
+        }
+        int j = 1;
+        for (; j + 2 < steps; j += 2) {
+          step(tSrS2, tSrS, j);
+          step(tSrS, tSrS2, j + 1);
+        }
+        if (j + 1 < steps) {
+          step(tSrS2, tSrS, j);
+          last_step(tSrS);
+        } else if (j < steps) {
+          last_step(tSrS2);
+        }
+      } else {
+        Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
+        // Without ping-pong the second warpgroup starts one softmax behind the first, so the
+        // two tend to take turns on the tensor cores and the exponential units.
+        if (Traits::kStagger && turn.self == 1) cutlass::arch::NamedBarrier::sync(256, kStaggerBarrier);
         turn.wait_turn();
         issue_qk(k_slot.stage);
-        if constexpr (Traits::kRescaleUnderQK) rescale(correction);
-        issue_pv(v_slot.stage);
         turn.pass_turn();
         read_step();
-        warpgroup_wait<1>();  // S_i is ready; P_{i-1} V_{i-1} may still run
+        warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
         Barrier::arrive(&smem.k_empty[k_slot.stage]);
         k_slot.advance();
-        if (i == steps - 1) Barrier::arrive(&smem.q_empty);
+        // Q is free once the tile's last S GEMM is done: the next tile's Q loads meanwhile.
+        if (steps == 1) Barrier::arrive(&smem.q_empty);
         mask_columns(kv_rows);
-        softmax.template update<Traits::kMaxUnderPV>(scores, correction, scale_log2);
-        if constexpr (Traits::kSoftmaxUnderPV) softmax.end_block();
-        warpgroup_wait<0>();
-        release_v();
-        if constexpr (!Traits::kRescaleUnderQK) rescale(correction);
-        if (Traits::kWaitTilesEarly && i + 1 < steps) wait_tiles();
+        softmax.template update<false>(scores, correction, scale_log2);
+        if (Traits::kStagger && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
+        if (Traits::kWaitTilesEarly && steps > 1) wait_tiles();
         probabilities_to_operand();
+
+        for (int i = 1; i < steps; ++i) {
+          if (!Traits::kWaitTilesEarly) wait_tiles();
+          turn.wait_turn();
+          issue_qk(k_slot.stage);
+          if constexpr (Traits::kRescaleUnderQK) rescale(correction);
+          issue_pv(v_slot.stage);
+          turn.pass_turn();
+          read_step();
+          warpgroup_wait<1>();  // S_i is ready; P_{i-1} V_{i-1} may still run
+          warpgroup_fence_operand(tSrS);
+          Barrier::arrive(&smem.k_empty[k_slot.stage]);
+          k_slot.advance();
+          if (i == steps - 1) Barrier::arrive(&smem.q_empty);
+          mask_columns(kv_rows);
+          softmax.template update<Traits::kMaxUnderPV>(scores, correction, scale_log2);
+          if constexpr (Traits::kSoftmaxUnderPV) softmax.end_block();
+          warpgroup_wait<0>();
+          release_v();
+          if constexpr (!Traits::kRescaleUnderQK) rescale(correction);
+          if (Traits::kWaitTilesEarly && i + 1 < steps) wait_tiles();
+          probabilities_to_operand();
+        }
       }
 
       Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
