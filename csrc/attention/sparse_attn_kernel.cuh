@@ -398,10 +398,14 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
           issue_qk_into(accumulator, k_slot.stage);
           read_step_into(rows, scales);
         };
+        // The softmax of a step, ending its basic block after the last exponential: ptxas puts
+        // a wgmma wait at the top of the block that holds it, and the waits that follow must
+        // not move above the exponentials they are meant to overlap.
         auto softmax_of = [&](decltype(tSrS)& accumulator) {
           Tensor rc = make_tensor(accumulator.data(), as_rows_cols(accumulator.layout()));
           mask_columns_of(rc, kv_rows);
           softmax.template update<false>(rc, correction, scale_log2);
+          softmax.end_block();
         };
         // The first half of step j: S_j's rows and factors become current, P_{j-1} V issued.
         auto begin_step = [&] {
