@@ -82,8 +82,11 @@ struct AttentionTraits {
   // kSAhead: two S accumulators need 240 (ptxas serializes the wgmma at 232); the producer
   // then spills a few words at 32 (per tile and step, not in the consumers).
   static constexpr int kConsumerRegisters = kSAhead ? 240 : kChunksPerStep > 1 ? 224 : 232;
-  static constexpr int kProducerRegisters = kSAhead ? 32 : kChunksPerStep > 1 ? 56 : 40;
-  static_assert(2 * 128 * kConsumerRegisters + 128 * kProducerRegisters <= 65536);
+  static constexpr int kProducerRegisters = kSAhead ? 24 : kChunksPerStep > 1 ? 56 : 40;
+  // The CTA keeps the registers it launched with (65536 / threads, in steps of 8 a thread):
+  // a setmaxnreg.inc past them waits for ever.
+  static constexpr int kLaunchRegisters = 65536 / (3 * 128) / 8 * 8;
+  static_assert(2 * 128 * kConsumerRegisters + 128 * kProducerRegisters <= 3 * 128 * kLaunchRegisters);
   // Whether the row sums of P come from the tensor cores: P times a tile of ones (N = 8) in
   // the PV GEMM's batch, rescaled with O, instead of one add per probability in the softmax.
   // Measured on the H100: fp8 d=64 +1.5-2.5% at density 1 (unchanged at 0.1); fp8 d=128 -1 to
