@@ -6,9 +6,9 @@
 // MN-major. FP8 inputs: wgmma wants both operands K-major, so V arrives transposed,
 // (head_dim, token) per head, written that way by the quantization pass.
 //
-// A step of the main loop covers kChunksPerStep chunks of listed kv blocks. TMA loads each
-// chunk into its own slot; the slots of one step sit back to back in shared memory, so the
-// GEMMs see one (step keys x head_dim) operand.
+// A step of the main loop covers kBlocksPerStep listed kv blocks. TMA loads each block into
+// its own slot; the slots of one step sit back to back in shared memory, so the GEMMs see one
+// (step keys x head_dim) operand.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -37,20 +37,22 @@ struct AttentionTraits {
   static constexpr int kHeadDim = HeadDim;
   static constexpr int kBlockM = 128;  // query rows per CTA tile = one region
   static constexpr int kBlockN = 128;  // key rows of one listed kv block = one region
-  // A step of the main loop covers kChunksPerStep chunks of kChunkN keys, taken in list
-  // order. Longer steps spread the per-step costs that do not grow with the keys (GEMM and
-  // barrier waits, row-max shuffles) over more keys, as far as S (step/2 registers), P (step/8
-  // for fp8) and O (head_dim/2) fit beside each other: fp8 d=64 runs 20% faster with two
-  // blocks a step. fp8 d=128 holds two S accumulators instead (kSAhead).
   // S one step ahead (fp8, head dim 128): step j issues the PV GEMM of P_{j-1} and the S GEMM
   // of step j+1, then runs the softmax of S_j under both, so a warpgroup keeps the tensor
-  // cores busy through its own softmax. Two S accumulators: one block a step.
+  // cores busy through its own softmax. Measured on the H100 (Wan-14B suite): +3-4.5% over
+  // three 64-key chunks a step, once K and V have four stages.
   static constexpr bool kSAhead = kFp8 && HeadDim == 128;
-  static constexpr int kChunkN = kBlockN;
-  static constexpr int kChunksPerStep = kFp8 && HeadDim == 64 ? 2 : 1;
-  static constexpr int kChunksPerBlock = kBlockN / kChunkN;
-  static constexpr int kStepN = kChunkN * kChunksPerStep;
-  static constexpr int kStages = 2;    // K and V shared-memory stages, one step each
+  // A step of the main loop covers kBlocksPerStep listed kv blocks. Longer steps spread the
+  // per-step costs that do not grow with the keys (GEMM and barrier waits, row-max shuffles)
+  // over more keys, as far as S (step/2 registers), P (step/8 for fp8) and O (head_dim/2) fit
+  // beside each other: fp8 d=64 runs 20% faster with two blocks a step. kSAhead holds two S
+  // accumulators instead, one block each.
+  static constexpr int kBlocksPerStep = kFp8 && HeadDim == 64 ? 2 : 1;
+  static constexpr int kStepN = kBlockN * kBlocksPerStep;
+  // K and V shared-memory stages, one step each. With S one step ahead the K load of step
+  // j+1 is waited for a step earlier; with two stages it arrives late (-5 to -8% on the H100;
+  // three stages +7%, four +9%, six no more).
+  static constexpr int kStages = kSAhead ? 4 : 2;
   static constexpr int kConsumerWarpgroups = 2;  // 64 query rows each
   // GEMM issue alternates between the warpgroups only where the GEMMs outlast the softmax
   // (16-bit, head dim 128): measured on the H100, the alternation costs fp8 and d=64 4-7%.
@@ -74,17 +76,18 @@ struct AttentionTraits {
   static constexpr bool kWaitTilesEarly = kFp8;
   // Without ping-pong the second warpgroup starts each tile one softmax behind the first
   // (measured: fp8 +0.5-1%, d=64 up to +5% at low density). With steps of two whole blocks
-  // the warpgroups find their turns without it (fp8 d=64: +5% at density 1, +2.5% at 0.1).
-  static constexpr bool kStagger = !kPingPong && kStepN < 2 * kBlockN;
+  // the warpgroups find their turns without it (fp8 d=64: +5% at density 1, +2.5% at 0.1),
+  // and with S one step ahead (+1-2%).
+  static constexpr bool kStagger = !kPingPong && !kSAhead && kStepN < 2 * kBlockN;
   // Registers per thread after the warpgroups resize (setmaxnreg); 2 x 128 x consumer +
-  // 128 x producer fits the 64K register file. Multi-chunk steps make the producer's step
-  // bookkeeping heavier, and their consumers need no more than 224.
+  // 128 x producer fits the registers the CTA launched with. Two-block steps make the
+  // producer's step bookkeeping heavier, and their consumers need no more than 224.
   // kSAhead: two S accumulators need 240 (ptxas serializes the wgmma at 232); the producer
-  // then spills a few words at 32 (per tile and step, not in the consumers).
-  static constexpr int kConsumerRegisters = kSAhead ? 240 : kChunksPerStep > 1 ? 224 : 232;
-  static constexpr int kProducerRegisters = kSAhead ? 24 : kChunksPerStep > 1 ? 56 : 40;
-  // The CTA keeps the registers it launched with (65536 / threads, in steps of 8 a thread):
-  // a setmaxnreg.inc past them waits for ever.
+  // warp then spills 120 bytes at 24 (per tile and step, not in the consumers).
+  static constexpr int kConsumerRegisters = kSAhead ? 240 : kBlocksPerStep > 1 ? 224 : 232;
+  static constexpr int kProducerRegisters = kSAhead ? 24 : kBlocksPerStep > 1 ? 56 : 40;
+  // The CTA keeps the registers it launched with (65536 / threads, 8 a thread at a time): a
+  // setmaxnreg.inc past them waits for ever (240 / 32 hung the H100).
   static constexpr int kLaunchRegisters = 65536 / (3 * 128) / 8 * 8;
   static_assert(2 * 128 * kConsumerRegisters + 128 * kProducerRegisters <= 3 * 128 * kLaunchRegisters);
   // Whether the row sums of P come from the tensor cores: P times a tile of ones (N = 8) in
@@ -97,7 +100,6 @@ struct AttentionTraits {
 
   using BlockM = Int<kBlockM>;
   using BlockN = Int<kBlockN>;
-  using ChunkN = Int<kChunkN>;
   using StepN = Int<kStepN>;
   using Dim = Int<kHeadDim>;
   using Stages = Int<kStages>;
@@ -124,39 +126,38 @@ struct AttentionTraits {
   // GEMM views, one step per stage: K (key, head_dim, stage); the B operand of O += P V,
   // always indexed (head_dim, key, stage).
   using SmemLayoutK = decltype(tile_to_shape(KMajorAtom<StepN, Dim>{}, Shape<StepN, Dim, Stages>{}));
-  // TMA views of the same memory, one chunk per slot: slot = stage * kChunksPerStep + chunk
+  // TMA views of the same memory, one block per slot: slot = stage * kBlocksPerStep + block
   // of the step. V as loaded: (token, head_dim, slot) for 16-bit, (head_dim, token, slot) for
-  // fp8 (64-key chunks of V^T are 64 bytes wide: 64-byte swizzle). The chunks of a step lie
-  // back to back in either view.
-  using Slots = Int<kStages * kChunksPerStep>;
-  using SmemLayoutKChunks = decltype(tile_to_shape(KMajorAtom<ChunkN, Dim>{}, Shape<ChunkN, Dim, Slots>{}));
-  using SmemLayoutVChunks = cute::conditional_t<
-      kFp8, decltype(tile_to_shape(KMajorAtom<Dim, ChunkN>{}, Shape<Dim, ChunkN, Slots>{})), SmemLayoutKChunks>;
-  static_assert(kFp8 || kChunksPerStep == 1, "the MN-major V view below assumes one block per step");
+  // fp8. The blocks of a step lie back to back in either view.
+  using Slots = Int<kStages * kBlocksPerStep>;
+  using SmemLayoutKSlots = decltype(tile_to_shape(KMajorAtom<BlockN, Dim>{}, Shape<BlockN, Dim, Slots>{}));
+  using SmemLayoutVSlots = cute::conditional_t<
+      kFp8, decltype(tile_to_shape(KMajorAtom<Dim, BlockN>{}, Shape<Dim, BlockN, Slots>{})), SmemLayoutKSlots>;
+  static_assert(kFp8 || kBlocksPerStep == 1, "the MN-major V view below assumes one block per step");
   using SmemLayoutVt = cute::conditional_t<
       kFp8, decltype(tile_to_shape(KMajorAtom<Dim, StepN>{}, Shape<Dim, StepN, Stages>{})),
-      decltype(composition(SmemLayoutKChunks{}, make_layout(Shape<Dim, BlockN, Stages>{},
+      decltype(composition(SmemLayoutKSlots{}, make_layout(Shape<Dim, BlockN, Stages>{},
                                                            Stride<BlockN, _1, Int<kBlockN * kHeadDim>>{})))>;
-  static_assert(cosize_v<SmemLayoutK> == cosize_v<SmemLayoutKChunks> && cosize_v<SmemLayoutVt> == cosize_v<SmemLayoutVChunks>);
+  static_assert(cosize_v<SmemLayoutK> == cosize_v<SmemLayoutKSlots> && cosize_v<SmemLayoutVt> == cosize_v<SmemLayoutVSlots>);
 
   // (tokens, head_dim, heads, batch) view of a (batch, tokens, heads, head_dim) tensor.
   using GmemLayout = Layout<Shape<int32_t, Dim, int32_t, int32_t>, Stride<int64_t, _1, int64_t, int64_t>>;
   // (head_dim, tokens, heads, batch) view of fp8 V^T stored (batch, heads, head_dim, tokens).
   using GmemLayoutVt = Layout<Shape<Dim, int32_t, int32_t, int32_t>, Stride<int64_t, _1, int64_t, int64_t>>;
   using TmaQ = decltype(tma_load_type<Element, GmemLayout, SmemLayoutQ, Shape<BlockM, Dim>>());
-  using TmaK = decltype(tma_load_type<Element, GmemLayout, decltype(take<0, 2>(SmemLayoutKChunks{})), Shape<ChunkN, Dim>>());
+  using TmaK = decltype(tma_load_type<Element, GmemLayout, decltype(take<0, 2>(SmemLayoutKSlots{})), Shape<BlockN, Dim>>());
   using TmaV = decltype(tma_load_type<Element, cute::conditional_t<kFp8, GmemLayoutVt, GmemLayout>,
-                                      decltype(take<0, 2>(SmemLayoutVChunks{})),
-                                      cute::conditional_t<kFp8, Shape<Dim, ChunkN>, Shape<ChunkN, Dim>>>());
+                                      decltype(take<0, 2>(SmemLayoutVSlots{})),
+                                      cute::conditional_t<kFp8, Shape<Dim, BlockN>, Shape<BlockN, Dim>>>());
 
   static constexpr uint32_t kQBytes = kBlockM * kHeadDim * sizeof(Element);
   static constexpr uint32_t kStepBytes = kStepN * kHeadDim * sizeof(Element);  // K or V of one step
 
-  // What the consumers need of a step's chunks besides their keys; the producer writes it
-  // with the step's K chunks, so the consumers hold no copy of the block list.
-  struct StepChunks {
-    int rows[kChunksPerStep];         // valid key rows (0 past the list's end)
-    float k_descale[kChunksPerStep];  // the block's fp8 K dequantisation factor (1 otherwise)
+  // What the consumers need of a step's blocks besides their keys; the producer writes it
+  // with the step's K tiles, so the consumers hold no copy of the block list.
+  struct StepBlocks {
+    int rows[kBlocksPerStep];         // valid key rows (0 past the list's end)
+    float k_descale[kBlocksPerStep];  // the block's fp8 K dequantisation factor (1 otherwise)
   };
 
   struct SharedStorage {
@@ -169,7 +170,7 @@ struct AttentionTraits {
     uint64_t tile_full[2];
     uint64_t tile_empty[2];
     int tile_number[2];
-    StepChunks k_chunks[kStages];
+    StepBlocks step_blocks[kStages];
     uint64_t k_full[kStages];
     uint64_t k_empty[kStages];
     uint64_t v_full[kStages];

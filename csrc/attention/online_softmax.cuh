@@ -43,7 +43,7 @@ struct OnlineSoftmax {
   }
 
   // Turns one step's scores into unnormalised probabilities in place. The step's columns
-  // come in kParts equal parts, one per chunk of keys, and part b has its own scale_log2[b]
+  // come in kParts equal parts, one per block of keys, and part b has its own scale_log2[b]
   // (> 0): the softmax scale times log2(e), times its block's fp8 dequantisation factors. Returns,
   // per row, the factor by which everything accumulated so far must shrink because the row
   // maximum grew; the caller applies it to the output once the previous PV GEMM is done.

@@ -8,19 +8,22 @@
 // cores (wgmma). The rings run on across tiles, so the next tile's loads overlap the current
 // tile's last steps and epilogue.
 //
-// A step covers kChunksPerStep chunks of listed kv blocks (fp8: two blocks at d=64, three
-// 64-key chunks at d=128; otherwise one block). Step j of a
-// warpgroup issues S_j = Q K_j and O += P_{j-1} V_{j-1} together. What keeps the tensor
-// cores busy while exponentials are computed (each choice measured, bench/NOTES.md):
-// - 16-bit, head dim 128: GEMM issue is a critical section handed back and forth between
-//   the two warpgroups through two named barriers (ping-pong), so one warpgroup's softmax
-//   runs under the other's GEMMs, and the softmax of S_j also runs under the warpgroup's
-//   own PV GEMM;
-// - fp8 and head dim 64, where the softmax outlasts the GEMMs: no alternation; with one
-//   block a step the second warpgroup starts each tile one softmax behind the first; each
-//   warpgroup lets its PV GEMM finish before its exponentials (fp8 takes the row maxima
-//   under it, and waits for the next K, V tiles before converting P rather than before
-//   issuing the GEMMs).
+// A step covers kBlocksPerStep listed kv blocks (two for fp8 at d=64, otherwise one). What
+// keeps the tensor cores busy while exponentials are computed (each choice measured,
+// bench/NOTES.md):
+// - fp8, head dim 128 (S one step ahead): step j issues O += P_{j-1} V_{j-1} and
+//   S_{j+1} = Q K_{j+1}, then runs the softmax of S_j under both; two S accumulators, four
+//   K, V stages;
+// - otherwise step j issues S_j = Q K_j and O += P_{j-1} V_{j-1} together;
+//   - 16-bit, head dim 128: GEMM issue is a critical section handed back and forth between
+//     the two warpgroups through two named barriers (ping-pong), so one warpgroup's softmax
+//     runs under the other's GEMMs, and the softmax of S_j also runs under the warpgroup's
+//     own PV GEMM;
+//   - fp8 and 16-bit at head dim 64, where the softmax outlasts the GEMMs: no alternation;
+//     with one block a step the second warpgroup starts each tile one softmax behind the
+//     first; each warpgroup lets its PV GEMM finish before its exponentials (fp8 takes the
+//     row maxima under it, and waits for the next K, V tiles before converting P rather than
+//     before issuing the GEMMs).
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -99,13 +102,13 @@ struct TileMailbox {
 template <class Traits>
 __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename Traits::SharedStorage& smem) {
   using BlockM = typename Traits::BlockM;
-  using ChunkN = typename Traits::ChunkN;
+  using BlockN = typename Traits::BlockN;
   using Dim = typename Traits::Dim;
   const int lane = threadIdx.x % 32;
 
   Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});
-  Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutKChunks{});
-  Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutVChunks{});
+  Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename Traits::SmemLayoutKSlots{});
+  Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename Traits::SmemLayoutVSlots{});
   const SparseAttnParams& a = p.args;
   const auto gmem_shape = make_shape(a.tokens, Dim{}, a.heads, a.batch);
   Tensor mQ = p.tma_q.get_tma_tensor(gmem_shape);
@@ -129,72 +132,70 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
     if (list.count == 0) continue;
 
     Tensor gQ = local_tile(mQ(_, _, tile.head, tile.batch), Shape<BlockM, Dim>{}, make_coord(tile.q_block, _0{}));
-    Tensor gK = local_tile(mK(_, _, tile.head, tile.batch), Shape<ChunkN, Dim>{}, make_coord(_, _0{}));
-    // (chunk rows, chunk cols, chunk): V^T chunks for fp8 are (head_dim, token).
+    Tensor gK = local_tile(mK(_, _, tile.head, tile.batch), Shape<BlockN, Dim>{}, make_coord(_, _0{}));
+    // (block rows, block cols, block): V^T blocks for fp8 are (head_dim, token).
     Tensor gV = [&] {
       if constexpr (Traits::kFp8) {
-        return local_tile(mV(_, _, tile.head, tile.batch), Shape<Dim, ChunkN>{}, make_coord(_0{}, _));
+        return local_tile(mV(_, _, tile.head, tile.batch), Shape<Dim, BlockN>{}, make_coord(_0{}, _));
       } else {
-        return local_tile(mV(_, _, tile.head, tile.batch), Shape<ChunkN, Dim>{}, make_coord(_, _0{}));
+        return local_tile(mV(_, _, tile.head, tile.batch), Shape<BlockN, Dim>{}, make_coord(_, _0{}));
       }
     }();
     auto [tQg, tQs] = tma_partition(p.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
-    const auto k_chunks = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
-    const auto v_chunks = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
+    const auto k_views = tma_partition(p.tma_k, _0{}, Layout<_1>{}, group_modes<0, 2>(sK), group_modes<0, 2>(gK));
+    const auto v_views = tma_partition(p.tma_v, _0{}, Layout<_1>{}, group_modes<0, 2>(sV), group_modes<0, 2>(gV));
 
-    // One step's chunks with their valid rows and their blocks' K dequantisation factors.
-    // Past the list's end the last chunk repeats with no valid rows: the consumers mask those
-    // keys out, and the shared memory they read stays finite.
-    constexpr int kChunks = Traits::kChunksPerStep;
-    constexpr int kPerBlock = Traits::kChunksPerBlock;
-    struct StepChunks {
-      int at[kChunks];  // where in global memory, in chunks
-      typename Traits::StepChunks published;
+    // One step's blocks with their valid rows and K dequantisation factors. Past the list's
+    // end the last block repeats with no valid rows: the consumers mask those keys out, and
+    // the shared memory they read stays finite.
+    constexpr int kBlocks = Traits::kBlocksPerStep;
+    struct StepLoad {
+      int at[kBlocks];  // which kv block of the head
+      typename Traits::StepBlocks published;
     };
     const float* k_descales =
         Traits::kFp8 ? a.k_descale + (int64_t(tile.batch) * a.heads + tile.head) * a.num_blocks : nullptr;
     WarpListCursor blocks(list);
     int block = 0;
-    auto chunks_of_step = [&](int step) {
-      StepChunks chunks;
+    auto load_of_step = [&](int step) {
+      StepLoad load;
 #pragma unroll
-      for (int c = 0; c < kChunks; ++c) {
-        const int chunk = step * kChunks + c, j = chunk / kPerBlock, part = chunk % kPerBlock;
+      for (int b = 0; b < kBlocks; ++b) {
+        const int j = step * kBlocks + b;
         const bool listed = j < list.count;
-        if (listed && part == 0) block = blocks.at(j);
-        const int rows = listed ? valid_rows(a, tile.batch, block) - part * Traits::kChunkN : 0;
-        chunks.at[c] = block * kPerBlock + part;
-        chunks.published.rows[c] = max(0, min(rows, Traits::kChunkN));
-        chunks.published.k_descale[c] = rows > 0 && k_descales != nullptr ? k_descales[block] : 1.f;
+        if (listed) block = blocks.at(j);
+        load.at[b] = block;
+        load.published.rows[b] = listed ? valid_rows(a, tile.batch, block) : 0;
+        load.published.k_descale[b] = listed && k_descales != nullptr ? k_descales[block] : 1.f;
       }
-      return chunks;
+      return load;
     };
     // `publish(stage)` runs once the slot is free, before the arrival that fills it.
-    auto load_step = [&](const auto& tma, const auto& parts, uint64_t* full, uint64_t* empty, auto& slot,
-                         const StepChunks& chunks, auto&& publish) {
+    auto load_step = [&](const auto& tma, const auto& views, uint64_t* full, uint64_t* empty, auto& slot,
+                         const StepLoad& load, auto&& publish) {
       Barrier::wait(&empty[slot.stage], slot.phase);
       publish(slot.stage);
       Barrier::arrive_and_expect_tx(&full[slot.stage], Traits::kStepBytes);
 #pragma unroll
-      for (int c = 0; c < kChunks; ++c) {
-        copy(tma.with(full[slot.stage]), get<0>(parts)(_, chunks.at[c]), get<1>(parts)(_, slot.stage * kChunks + c));
+      for (int b = 0; b < kBlocks; ++b) {
+        copy(tma.with(full[slot.stage]), get<0>(views)(_, load.at[b]), get<1>(views)(_, slot.stage * kBlocks + b));
       }
       slot.advance();
     };
-    // K chunks come with their step's rows and factors (read from global memory before the
+    // K tiles come with their step's rows and factors (read from global memory before the
     // wait for the slot, so the wait covers their latency).
-    auto load_k_step = [&](const StepChunks& chunks) {
-      load_step(p.tma_k, k_chunks, smem.k_full, smem.k_empty, k_slot, chunks,
-                [&](int stage) { smem.k_chunks[stage] = chunks.published; });
+    auto load_k_step = [&](const StepLoad& load) {
+      load_step(p.tma_k, k_views, smem.k_full, smem.k_empty, k_slot, load,
+                [&](int stage) { smem.step_blocks[stage] = load.published; });
     };
-    auto load_v_step = [&](const StepChunks& chunks) {
-      load_step(p.tma_v, v_chunks, smem.v_full, smem.v_empty, v_slot, chunks, [](int) {});
+    auto load_v_step = [&](const StepLoad& load) {
+      load_step(p.tma_v, v_views, smem.v_full, smem.v_empty, v_slot, load, [](int) {});
     };
 
     // Loads follow the consumers' order: K of step 0, then K of step i before V of step
     // i-1, then the last V.
-    const int steps = (list.count * kPerBlock + kChunks - 1) / kChunks;
-    StepChunks previous = chunks_of_step(0);
+    const int steps = (list.count + kBlocks - 1) / kBlocks;
+    StepLoad previous = load_of_step(0);
     if (lane == 0) {
       Barrier::wait(&smem.q_empty, (q_loads & 1) ^ 1);
       Barrier::arrive_and_expect_tx(&smem.q_full, Traits::kQBytes);
@@ -202,7 +203,7 @@ __device__ __forceinline__ void produce(const KernelParams<Traits>& p, typename 
       load_k_step(previous);
     }
     for (int i = 1; i < steps; ++i) {
-      const StepChunks current = chunks_of_step(i);
+      const StepLoad current = load_of_step(i);
       if (lane == 0) {
         load_k_step(current);
         load_v_step(previous);
@@ -242,7 +243,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   using BlockM = typename Traits::BlockM;
   using StepN = typename Traits::StepN;
   using Dim = typename Traits::Dim;
-  constexpr int kChunks = Traits::kChunksPerStep;
+  constexpr int kBlocks = Traits::kBlocksPerStep;
   const int thread = threadIdx.x - 128;  // 0 .. kConsumerThreads-1
 
   Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename Traits::SmemLayoutQ{});
@@ -274,7 +275,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
   static_assert(decltype(size<0>(tSrS))::value == Traits::kStepN / 2 && decltype(size<1>(tSrS))::value == 1 &&
                 decltype(size<2>(tSrS))::value == 1);
   Tensor tOrP = make_tensor<Element>(probability_operand_layout<Traits::kFp8, Traits::kStepN>());
-  auto issue_qk_into = [&](decltype(tSrS)& accumulator, int stage) {
+  auto issue_qk = [&](decltype(tSrS)& accumulator, int stage) {
     mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
     warpgroup_fence_operand(accumulator);
     warpgroup_arrive();
@@ -285,7 +286,6 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     }
     warpgroup_commit_batch();
   };
-  auto issue_qk = [&](int stage) { issue_qk_into(tSrS, stage); };
   auto fence_accumulators = [&] {
     warpgroup_fence_operand(tOrO);
     if constexpr (Traits::kRowSumsByGemm) warpgroup_fence_operand(tLrL);
@@ -308,29 +308,27 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
       Softmax::rescale(correction, out_rc);
     }
   };
-  auto probabilities_to_operand_from = [&](decltype(tSrS)& accumulator) {
+  auto probabilities_to_operand = [&](decltype(tSrS)& accumulator) {
     to_probability_operand<Traits::kFp8, Traits::kStepN>(accumulator, tOrP);
   };
-  auto probabilities_to_operand = [&] { probabilities_to_operand_from(tSrS); };
-  // Columns past a chunk's valid rows take no part in the softmax. Chunk c of a step holds
-  // the score columns [c, c + 1) * kChunkN, the c-th equal part of each row.
-  auto mask_columns_of = [&](decltype(scores)& masked, const int (&kv_rows)[kChunks]) {
-    constexpr int kPartCols = decltype(size<1>(masked))::value / kChunks;
+  // Columns past a block's valid rows take no part in the softmax. Block b of a step holds
+  // the score columns [b, b + 1) * kBlockN, the b-th equal part of each row.
+  auto mask_columns = [&](decltype(scores)& masked, const int (&kv_rows)[kBlocks]) {
+    constexpr int kPartCols = decltype(size<1>(masked))::value / kBlocks;
 #pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      if (kv_rows[c] < Traits::kChunkN) {
-        const int end = c * Traits::kChunkN + kv_rows[c];
+    for (int b = 0; b < kBlocks; ++b) {
+      if (kv_rows[b] < Traits::kBlockN) {
+        const int end = b * Traits::kBlockN + kv_rows[b];
 #pragma unroll
         for (int r = 0; r < kRows; ++r) {
 #pragma unroll
-          for (int col = c * kPartCols; col < (c + 1) * kPartCols; ++col) {
+          for (int col = b * kPartCols; col < (b + 1) * kPartCols; ++col) {
             if (get<1>(score_coords(r, col)) >= end) masked(r, col) = -INFINITY;
           }
         }
       }
     }
   };
-  auto mask_columns = [&](const int (&kv_rows)[kChunks]) { mask_columns_of(scores, kv_rows); };
 
 
   const PingPong<Traits::kPingPong> turn{thread / 128};
@@ -363,20 +361,19 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     float correction[kRows];
 
     if (list.count > 0) {
-      // This step's valid key rows and score scales, one per chunk, as the producer
-      // published them with the K chunks (read before those are released).
-      int kv_rows[kChunks];
-      float scale_log2[kChunks];
-      auto read_step_into = [&](int (&rows)[kChunks], float (&scales)[kChunks]) {
-        const auto& published = smem.k_chunks[k_slot.stage];
+      // This step's valid key rows and score scales, one per block, as the producer
+      // published them with the K tiles (read before those are released).
+      int kv_rows[kBlocks];
+      float scale_log2[kBlocks];
+      auto read_step = [&](int (&rows)[kBlocks], float (&scales)[kBlocks]) {
+        const auto& published = smem.step_blocks[k_slot.stage];
 #pragma unroll
-        for (int c = 0; c < kChunks; ++c) {
-          rows[c] = published.rows[c];
-          scales[c] = q_scale_log2 * published.k_descale[c];
+        for (int b = 0; b < kBlocks; ++b) {
+          rows[b] = published.rows[b];
+          scales[b] = q_scale_log2 * published.k_descale[b];
         }
       };
-      auto read_step = [&] { read_step_into(kv_rows, scale_log2); };
-      const int steps = (list.count * Traits::kChunksPerBlock + kChunks - 1) / kChunks;
+      const int steps = (list.count + kBlocks - 1) / kBlocks;
       if (turn.self == 1) turn.pass_turn();  // the first warpgroup goes first
       Barrier::wait(&smem.q_full, q_uses & 1);
 
@@ -385,34 +382,34 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         // next_scale) and P_{j-1} in registers; it issues P_{j-1} V and S_{j+1} = Q K_{j+1}
         // into `next`, runs the softmax of S_j under both, converts P_j once the PV GEMM is
         // done, and ends with S_{j+1} done. The two S accumulators alternate by name.
-        int next_rows[kChunks];
-        float next_scale[kChunks];
+        int next_rows[kBlocks];
+        float next_scale[kBlocks];
         auto s_done = [&](decltype(tSrS)& accumulator, int step) {
           warpgroup_fence_operand(accumulator);
           Barrier::arrive(&smem.k_empty[k_slot.stage]);
           k_slot.advance();
           if (step == steps - 1) Barrier::arrive(&smem.q_empty);
         };
-        auto issue_s = [&](decltype(tSrS)& accumulator, int (&rows)[kChunks], float (&scales)[kChunks]) {
+        auto issue_s = [&](decltype(tSrS)& accumulator, int (&rows)[kBlocks], float (&scales)[kBlocks]) {
           Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
-          issue_qk_into(accumulator, k_slot.stage);
-          read_step_into(rows, scales);
+          issue_qk(accumulator, k_slot.stage);
+          read_step(rows, scales);
         };
         // The softmax of a step, ending its basic block after the last exponential: ptxas puts
         // a wgmma wait at the top of the block that holds it, and the waits that follow must
         // not move above the exponentials they are meant to overlap.
         auto softmax_of = [&](decltype(tSrS)& accumulator) {
           Tensor rc = make_tensor(accumulator.data(), as_rows_cols(accumulator.layout()));
-          mask_columns_of(rc, kv_rows);
+          mask_columns(rc, kv_rows);
           softmax.template update<false>(rc, correction, scale_log2);
           softmax.end_block();
         };
         // The first half of step j: S_j's rows and factors become current, P_{j-1} V issued.
         auto begin_step = [&] {
 #pragma unroll
-          for (int c = 0; c < kChunks; ++c) {
-            kv_rows[c] = next_rows[c];
-            scale_log2[c] = next_scale[c];
+          for (int b = 0; b < kBlocks; ++b) {
+            kv_rows[b] = next_rows[b];
+            scale_log2[b] = next_scale[b];
           }
           Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
           issue_pv(v_slot.stage);
@@ -420,7 +417,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         auto finish_step = [&](decltype(tSrS)& current) {
           release_v();
           rescale(correction);
-          probabilities_to_operand_from(current);
+          probabilities_to_operand(current);
         };
         auto step = [&](decltype(tSrS)& current, decltype(tSrS)& next, int j) {
           begin_step();
@@ -438,25 +435,20 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
           finish_step(current);
         };
 
-        Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
-        if (Traits::kStagger && turn.self == 1) cutlass::arch::NamedBarrier::sync(256, kStaggerBarrier);
         issue_s(tSrS, kv_rows, scale_log2);
         warpgroup_wait<0>();
         s_done(tSrS, 0);
         // The first softmax, with S_1 in flight if there is a second step (one branch for
         // both, so ptxas sees the S_1 GEMM waited for on every path that issued it).
-        auto first_softmax = [&] {
-          softmax_of(tSrS);
-          if (Traits::kStagger && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
-          probabilities_to_operand_from(tSrS);
-        };
         if (steps > 1) {
           issue_s(tSrS2, next_rows, next_scale);
-          first_softmax();
+          softmax_of(tSrS);
+          probabilities_to_operand(tSrS);
           warpgroup_wait<0>();
           s_done(tSrS2, 1);
         } else {
-          first_softmax();
+          softmax_of(tSrS);
+          probabilities_to_operand(tSrS);
         }
         int j = 1;
         for (; j + 2 < steps; j += 2) {
@@ -475,42 +467,42 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         // two tend to take turns on the tensor cores and the exponential units.
         if (Traits::kStagger && turn.self == 1) cutlass::arch::NamedBarrier::sync(256, kStaggerBarrier);
         turn.wait_turn();
-        issue_qk(k_slot.stage);
+        issue_qk(tSrS, k_slot.stage);
         turn.pass_turn();
-        read_step();
+        read_step(kv_rows, scale_log2);
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
         Barrier::arrive(&smem.k_empty[k_slot.stage]);
         k_slot.advance();
         // Q is free once the tile's last S GEMM is done: the next tile's Q loads meanwhile.
         if (steps == 1) Barrier::arrive(&smem.q_empty);
-        mask_columns(kv_rows);
+        mask_columns(scores, kv_rows);
         softmax.template update<false>(scores, correction, scale_log2);
         if (Traits::kStagger && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
         if (Traits::kWaitTilesEarly && steps > 1) wait_tiles();
-        probabilities_to_operand();
+        probabilities_to_operand(tSrS);
 
         for (int i = 1; i < steps; ++i) {
           if (!Traits::kWaitTilesEarly) wait_tiles();
           turn.wait_turn();
-          issue_qk(k_slot.stage);
+          issue_qk(tSrS, k_slot.stage);
           if constexpr (Traits::kRescaleUnderQK) rescale(correction);
           issue_pv(v_slot.stage);
           turn.pass_turn();
-          read_step();
+          read_step(kv_rows, scale_log2);
           warpgroup_wait<1>();  // S_i is ready; P_{i-1} V_{i-1} may still run
           warpgroup_fence_operand(tSrS);
           Barrier::arrive(&smem.k_empty[k_slot.stage]);
           k_slot.advance();
           if (i == steps - 1) Barrier::arrive(&smem.q_empty);
-          mask_columns(kv_rows);
+          mask_columns(scores, kv_rows);
           softmax.template update<Traits::kMaxUnderPV>(scores, correction, scale_log2);
           if constexpr (Traits::kSoftmaxUnderPV) softmax.end_block();
           warpgroup_wait<0>();
           release_v();
           if constexpr (!Traits::kRescaleUnderQK) rescale(correction);
           if (Traits::kWaitTilesEarly && i + 1 < steps) wait_tiles();
-          probabilities_to_operand();
+          probabilities_to_operand(tSrS);
         }
       }
 

@@ -32,9 +32,9 @@ cudaError_t launch_sparse_attn(const SparseAttnParams& a, cudaStream_t stream) {
   };
   auto v_box = [] {
     if constexpr (Traits::kFp8) {
-      return Shape<Dim, typename Traits::ChunkN>{};
+      return Shape<Dim, typename Traits::BlockN>{};
     } else {
-      return Shape<typename Traits::ChunkN, Dim>{};
+      return Shape<typename Traits::BlockN, Dim>{};
     }
   };
 
@@ -42,8 +42,8 @@ cudaError_t launch_sparse_attn(const SparseAttnParams& a, cudaStream_t stream) {
       make_tma_copy(SM90_TMA_LOAD{}, token_major(a.q, a.q_batch_stride, a.q_token_stride, a.q_head_stride),
                     typename Traits::SmemLayoutQ{}, Shape<typename Traits::BlockM, Dim>{}, _1{}),
       make_tma_copy(SM90_TMA_LOAD{}, token_major(a.k, a.k_batch_stride, a.k_token_stride, a.k_head_stride),
-                    take<0, 2>(typename Traits::SmemLayoutKChunks{}), Shape<typename Traits::ChunkN, Dim>{}, _1{}),
-      make_tma_copy(SM90_TMA_LOAD{}, v_tensor(), take<0, 2>(typename Traits::SmemLayoutVChunks{}), v_box(), _1{}),
+                    take<0, 2>(typename Traits::SmemLayoutKSlots{}), Shape<typename Traits::BlockN, Dim>{}, _1{}),
+      make_tma_copy(SM90_TMA_LOAD{}, v_tensor(), take<0, 2>(typename Traits::SmemLayoutVSlots{}), v_box(), _1{}),
       a,
       a.num_blocks * a.heads * a.batch,
       a.workspace,
