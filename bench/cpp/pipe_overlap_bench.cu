@@ -8,8 +8,9 @@
 // The `step` roles run the fp8 d=128 attention step's dependency chain with the kernel's own
 // softmax (S = Q K^T, softmax, P to e4m3, O += P V) on K and V tiles that stay in shared
 // memory: what a schedule reaches without loads, barriers or a producer. `step` and
-// `step-pv-first` are the kernel's chain (192-key steps; the previous PV GEMM waited after or
-// before the softmax), `step-ahead` issues the next S GEMM before each softmax.
+// `step-pv-first` are the kernel's schedule until a967ebe (192-key steps; the previous PV GEMM
+// waited after or before the softmax); `step-ahead` issues the next S GEMM before each
+// softmax, as the kernel now does.
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -56,8 +57,8 @@ struct StepShape {
   using LayoutVt = KMajor<_128, Keys>;
   using LayoutP = KMajor<_64, Keys>;  // only the shape of P, which the PV GEMM reads from registers
 };
-using Step192 = StepShape<192>;  // the kernel's fp8 d=128 step; also the gemm roles' GEMMs
-using Step128 = StepShape<128>;  // the S-ahead chain's step
+using Step192 = StepShape<192>;  // the earlier fp8 d=128 step; also the gemm roles' GEMMs
+using Step128 = StepShape<128>;  // the S-ahead step (the kernel's now)
 
 struct Smem {
   array_aligned<Element, cosize_v<LayoutA>, 1024> a;
