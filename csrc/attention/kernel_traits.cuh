@@ -54,6 +54,9 @@ struct AttentionTraits {
   // three stages +7%, four +9%, six no more).
   static constexpr int kStages = kSAhead ? 4 : 2;
   static constexpr int kConsumerWarpgroups = 2;  // 64 query rows each
+  // The switches from here to kStagger shape the loop that issues S_j and P_{j-1} V together;
+  // the S-ahead loop (kSAhead) has one fixed order (ping-pong, stagger and the rescale under
+  // the S GEMM are off for it; the other switches it does not read).
   // GEMM issue alternates between the warpgroups only where the GEMMs outlast the softmax
   // (16-bit, head dim 128): measured on the H100, the alternation costs fp8 and d=64 4-7%.
   static constexpr bool kPingPong = !kFp8 && HeadDim == 128;
