@@ -338,6 +338,14 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
     Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
   };
+  // Once the S GEMM that read them is done (its result in `scores_done`); Q too after the
+  // tile's last S GEMM, so the next tile's Q loads meanwhile.
+  auto release_k = [&](decltype(tSrS)& scores_done, bool last_of_tile) {
+    warpgroup_fence_operand(scores_done);
+    Barrier::arrive(&smem.k_empty[k_slot.stage]);
+    k_slot.advance();
+    if (last_of_tile) Barrier::arrive(&smem.q_empty);
+  };
   // Once the PV GEMM that read them is done.
   auto release_v = [&] {
     fence_accumulators();
@@ -384,12 +392,6 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         // done, and ends with S_{j+1} done. The two S accumulators alternate by name.
         int next_rows[kBlocks];
         float next_scale[kBlocks];
-        auto s_done = [&](decltype(tSrS)& accumulator, int step) {
-          warpgroup_fence_operand(accumulator);
-          Barrier::arrive(&smem.k_empty[k_slot.stage]);
-          k_slot.advance();
-          if (step == steps - 1) Barrier::arrive(&smem.q_empty);
-        };
         auto issue_s = [&](decltype(tSrS)& accumulator, int (&rows)[kBlocks], float (&scales)[kBlocks]) {
           Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
           issue_qk(accumulator, k_slot.stage);
@@ -426,7 +428,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
           warpgroup_wait<1>();  // P_{j-1} V; S_{j+1} may still run
           finish_step(current);
           warpgroup_wait<0>();
-          s_done(next, j + 1);
+          release_k(next, j + 1 == steps - 1);
         };
         auto last_step = [&](decltype(tSrS)& current) {
           begin_step();
@@ -437,7 +439,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
 
         issue_s(tSrS, kv_rows, scale_log2);
         warpgroup_wait<0>();
-        s_done(tSrS, 0);
+        release_k(tSrS, steps == 1);
         // The first softmax, with S_1 in flight if there is a second step (one branch for
         // both, so ptxas sees the S_1 GEMM waited for on every path that issued it).
         if (steps > 1) {
@@ -445,7 +447,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
           softmax_of(tSrS);
           probabilities_to_operand(tSrS);
           warpgroup_wait<0>();
-          s_done(tSrS2, 1);
+          release_k(tSrS2, steps == 2);
         } else {
           softmax_of(tSrS);
           probabilities_to_operand(tSrS);
@@ -471,11 +473,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         turn.pass_turn();
         read_step(kv_rows, scale_log2);
         warpgroup_wait<0>();
-        warpgroup_fence_operand(tSrS);
-        Barrier::arrive(&smem.k_empty[k_slot.stage]);
-        k_slot.advance();
-        // Q is free once the tile's last S GEMM is done: the next tile's Q loads meanwhile.
-        if (steps == 1) Barrier::arrive(&smem.q_empty);
+        release_k(tSrS, steps == 1);
         mask_columns(scores, kv_rows);
         softmax.template update<false>(scores, correction, scale_log2);
         if (Traits::kStagger && turn.self == 0) cutlass::arch::NamedBarrier::arrive(256, kStaggerBarrier);
@@ -491,10 +489,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
           turn.pass_turn();
           read_step(kv_rows, scale_log2);
           warpgroup_wait<1>();  // S_i is ready; P_{i-1} V_{i-1} may still run
-          warpgroup_fence_operand(tSrS);
-          Barrier::arrive(&smem.k_empty[k_slot.stage]);
-          k_slot.advance();
-          if (i == steps - 1) Barrier::arrive(&smem.q_empty);
+          release_k(tSrS, i == steps - 1);
           mask_columns(scores, kv_rows);
           softmax.template update<Traits::kMaxUnderPV>(scores, correction, scale_log2);
           if constexpr (Traits::kSoftmaxUnderPV) softmax.end_block();
