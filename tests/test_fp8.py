@@ -156,9 +156,9 @@ def test_kernel_accuracy_against_fp32(rng, head_dim, inputs):
 @pytest.mark.requires_cuda_build
 @pytest.mark.parametrize("head_dim", [64, 128])
 def test_kernel_matches_reference_op_on_partial_blocks(rng, head_dim):
-    """Same fp8 inputs through the kernel and through the CPU reference op. The kernel's steps
-    span several blocks or parts of blocks (kernel_traits.cuh), so lists of odd and even
-    length, of length 1 and empty ones all occur."""
+    """Same fp8 inputs through the kernel and through the CPU reference op, on lists of every
+    length from 0 to all blocks: the kernel's main loop takes its own path for one, two, an odd
+    and an even number of steps (S one step ahead at d=128, two-block steps at d=64)."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the fp8 kernel needs sm_90")
     tokens, heads = 700, 3
@@ -166,10 +166,16 @@ def test_kernel_matches_reference_op_on_partial_blocks(rng, head_dim):
     quantized = da.quantize_fp8(q, k, v)
     nb = math.ceil(tokens / BLOCK)
     kv_indices, kv_counts = random_block_lists(2, heads, nb, rng)
-    kv_counts[0, 0, 1] = 1
-    kv_indices[0, 0, 1, 0] = nb - 1
-    kv_counts[1, 0, -1] = 2
-    assert (kv_counts % 2 == 1).any() and (kv_counts % 3 == 2).any() and (kv_counts == 0).any()
+    # Batch 0, head 1: query block r lists r + 1 blocks; batch 1, head 0: block 2 lists none,
+    # block 1 only the last (partial) block.
+    for row in range(nb):
+        kv_indices[0, 1, row] = -1
+        kv_indices[0, 1, row, : row + 1] = torch.randperm(nb, generator=rng)[: row + 1].sort().values
+        kv_counts[0, 1, row] = row + 1
+    kv_indices[1, 0, 1:3] = -1
+    kv_indices[1, 0, 1, 0] = nb - 1
+    kv_counts[1, 0, 1:3] = torch.tensor([1, 0])
+    assert set(kv_counts.unique().tolist()) == set(range(nb + 1))
     block_lens = torch.randint(1, BLOCK + 1, (nb,), generator=rng, dtype=torch.int32)
     block_lens[-1] = min(int(block_lens[-1]), tokens - (nb - 1) * BLOCK)
     want, want_lse = da.sparse_attn_fp8(*quantized[:3], kv_indices, kv_counts, *quantized[3:], block_lens)
