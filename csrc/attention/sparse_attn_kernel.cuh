@@ -421,7 +421,9 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
           rescale(correction);
           probabilities_to_operand(current);
         };
-        auto step = [&](decltype(tSrS)& current, decltype(tSrS)& next, int j) {
+        // Inlined always: as a call (cicc's choice once the loop grows) the wgmma around it
+        // are serialized (C7520).
+        auto step = [&](decltype(tSrS)& current, decltype(tSrS)& next, int j) __attribute__((always_inline)) {
           begin_step();
           issue_s(next, next_rows, next_scale);
           softmax_of(current);
@@ -430,7 +432,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
           warpgroup_wait<0>();
           release_k(next, j + 1 == steps - 1);
         };
-        auto last_step = [&](decltype(tSrS)& current) {
+        auto last_step = [&](decltype(tSrS)& current) __attribute__((always_inline)) {
           begin_step();
           softmax_of(current);
           warpgroup_wait<0>();
