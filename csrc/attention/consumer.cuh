@@ -132,13 +132,14 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     }
   };
 
-
   const PingPong<Traits::kPingPong> turn{thread / 128};
   RingPosition<Traits::kStages> k_slot{0, 0}, v_slot{0, 0};
-  // The K and V tiles of the next step.
+  // The K, the V tiles of the next step (of each ring's current slot).
+  auto wait_k = [&] { Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase); };
+  auto wait_v = [&] { Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase); };
   auto wait_tiles = [&] {
-    Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
-    Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
+    wait_k();
+    wait_v();
   };
   // Once the S GEMM that read them is done (its result in `scores_done`); Q too after the
   // tile's last S GEMM, so the next tile's Q loads meanwhile.
@@ -195,7 +196,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         int next_rows[kBlocks];
         float next_scale[kBlocks];
         auto issue_s = [&](decltype(tSrS)& accumulator, int (&rows)[kBlocks], float (&scales)[kBlocks]) {
-          Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
+          wait_k();
           issue_qk(accumulator, k_slot.stage);
           read_step(rows, scales);
         };
@@ -215,7 +216,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
             kv_rows[b] = next_rows[b];
             scale_log2[b] = next_scale[b];
           }
-          Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
+          wait_v();
           issue_pv(v_slot.stage);
         };
         auto finish_step = [&](decltype(tSrS)& current) {
@@ -268,7 +269,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
           last_step(tSrS2);
         }
       } else {
-        Barrier::wait(&smem.k_full[k_slot.stage], k_slot.phase);
+        wait_k();
         // Without ping-pong the second warpgroup starts one softmax behind the first, so the
         // two tend to take turns on the tensor cores and the exponential units.
         if (Traits::kStagger && turn.self == 1) cutlass::arch::NamedBarrier::sync(256, kStaggerBarrier);
@@ -305,7 +306,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
         }
       }
 
-      Barrier::wait(&smem.v_full[v_slot.stage], v_slot.phase);
+      wait_v();
       turn.wait_turn();
       if constexpr (Traits::kRescaleUnderQK) rescale(correction);
       issue_pv(v_slot.stage);
