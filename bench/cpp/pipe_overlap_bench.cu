@@ -23,6 +23,7 @@
 
 #include "attention/online_softmax.cuh"
 #include "attention/probability_operand.cuh"
+#include "attention/score_gemm.cuh"
 #include "cli.h"
 #include "common.h"
 #include "timing.h"
@@ -70,20 +71,6 @@ struct Smem {
 // Dynamic shared memory per CTA: enough that a second CTA never fits on an SM.
 constexpr int kSmemBytes = 160 * 1024;
 static_assert(sizeof(Smem) + 1024 <= kSmemBytes);
-
-// S = Q K^T into `scores` (the first k-block overwrites them), one commit group.
-template <class Mma, class QFragment, class KFragment, class Scores>
-__device__ __forceinline__ void issue_scores(Mma& mma, const QFragment& tSrQ, const KFragment& tSrK, Scores& scores) {
-  mma.accumulate_ = GMMA::ScaleOut::Zero;
-  warpgroup_fence_operand(scores);
-  warpgroup_arrive();
-#pragma unroll
-  for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
-    gemm(mma, tSrQ(_, _, kb), tSrK(_, _, kb), scores);
-    mma.accumulate_ = GMMA::ScaleOut::One;
-  }
-  warpgroup_commit_batch();
-}
 
 // C += A B (O += P V in a step), one commit group.
 template <class Mma, class AFragment, class BFragment, class Accumulator>
@@ -160,6 +147,7 @@ __device__ __forceinline__ float run_chain(Element* q, Element* k, Element* vt, 
 }
 
 using draftattn::sm90::as_rows_cols;
+using draftattn::sm90::issue_scores;
 using Softmax = draftattn::sm90::OnlineSoftmax<2, true>;  // two rows a thread
 
 // The kernel needs each row's probability total; a chain that drops it lets the compiler drop

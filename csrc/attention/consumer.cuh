@@ -13,6 +13,7 @@
 #include "kernel_traits.cuh"
 #include "online_softmax.cuh"
 #include "probability_operand.cuh"
+#include "score_gemm.cuh"
 #include "tile_pipeline.cuh"
 
 namespace draftattn::sm90 {
@@ -78,15 +79,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
                 decltype(size<2>(tSrS))::value == 1);
   Tensor tOrP = make_tensor<Element>(probability_operand_layout<Traits::kFp8, Traits::kStepN>());
   auto issue_qk = [&](decltype(tSrS)& accumulator, int stage) {
-    mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
-    warpgroup_fence_operand(accumulator);
-    warpgroup_arrive();
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
-      gemm(mma_qk, tSrQ(_, _, kb), tSrK(_, _, kb, stage), accumulator);
-      mma_qk.accumulate_ = GMMA::ScaleOut::One;
-    }
-    warpgroup_commit_batch();
+    issue_scores(mma_qk, tSrQ, tSrK(_, _, _, stage), accumulator);
   };
   auto fence_accumulators = [&] {
     warpgroup_fence_operand(tOrO);
