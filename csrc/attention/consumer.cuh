@@ -95,7 +95,7 @@ __device__ __forceinline__ void consume(const KernelParams<Traits>& p, typename 
     }
     warpgroup_commit_batch();
   };
-  using Softmax = OnlineSoftmax<kRows, !Traits::kRowSumsByGemm>;
+  using Softmax = OnlineSoftmax<kRows, !Traits::kRowSumsByGemm, Traits::kLinearExp2Per16>;
   auto rescale = [&](const float (&correction)[kRows]) {
     if constexpr (Traits::kRowSumsByGemm) {
       Softmax::rescale(correction, out_rc, sums_rc);

@@ -16,9 +16,22 @@ __device__ __forceinline__ auto as_rows_cols(Layout layout) {
                      make_layout(get<0, 0>(layout), get<0, 2>(layout), get<2>(layout)));
 }
 
+// The larger of a and b; with kKeepNaN, NaN if either is (max.NaN) rather than the other.
+template <bool kKeepNaN>
+__device__ __forceinline__ float max_of(float a, float b) {
+  if constexpr (kKeepNaN) {
+    float larger;
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(larger) : "f"(a), "f"(b));
+    return larger;
+  } else {
+    return fmaxf(a, b);
+  }
+}
+
+template <bool kKeepNaN>
 __device__ __forceinline__ float quad_max(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffff, x, 1));
-  return fmaxf(x, __shfl_xor_sync(0xffffffff, x, 2));
+  x = max_of<kKeepNaN>(x, __shfl_xor_sync(0xffffffff, x, 1));
+  return max_of<kKeepNaN>(x, __shfl_xor_sync(0xffffffff, x, 2));
 }
 
 __device__ __forceinline__ float quad_sum(float x) {
@@ -26,9 +39,30 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffff, x, 2);
 }
 
+// 2^x for x in (-inf, 8], linear between powers of two (Schraudolph's approximation), from
+// two FP32-pipe instructions instead of one MUFU.EX2: y = sat(0.5 + (8 - x) / 256) is one
+// FFMA.SAT (x = score * scale - shift folded in), and since y's bits grow linearly over
+// [0.5, 1], the bits of 2^x come from one IMAD on them. The saturation clamps x at -120
+// (and -inf, masked keys, to 2^-120). Within each octave the result is (1 + f) / 2^f times
+// 2^x, 1 to 1.0615; the constant divides by the mean of that, 1.0407, so a row's sum and
+// log-sum-exp are unbiased for spread-out rows and at most 3% low for a row one key dominates.
+struct LinearExp2 {
+  static constexpr uint32_t kBits = 0xC3800000u - uint32_t(0.0575327 * 8388608.0 + 0.5);
+  // y for score s: fma(s, step_scale, row_bias), with these two factors of the step and row.
+  __device__ __forceinline__ static float step_scale(float scale_log2) { return scale_log2 * (-1.f / 256.f); }
+  __device__ __forceinline__ static float row_bias(float shift) { return 0.5f + (8.f + shift) * (1.f / 256.f); }
+  __device__ __forceinline__ static float eval(float score, float step_scale, float row_bias) {
+    float y;
+    asm("fma.rn.ftz.sat.f32 %0, %1, %2, %3;" : "=f"(y) : "f"(score), "f"(step_scale), "f"(row_bias));
+    return __uint_as_float(kBits - (__float_as_uint(y) << 7));
+  }
+};
+
 // kTrackSums: the softmax adds up each row's probabilities itself; otherwise the caller
 // gets the row sums elsewhere (from the tensor cores) and hands them to finalize().
-template <int kRows, bool kTrackSums>
+// kLinearPer16: of every 16 columns, how many take LinearExp2 instead of MUFU.EX2 (fp8 only:
+// its P keeps 3 mantissa bits).
+template <int kRows, bool kTrackSums, int kLinearPer16 = 0>
 struct OnlineSoftmax {
   float row_max[kRows];  // in log2 units: max of score * scale_log2
   float row_sum[kRows];  // this thread's partial sum (kTrackSums); quad-reduced in totals()
@@ -56,6 +90,10 @@ struct OnlineSoftmax {
     constexpr int kCols = decltype(size<1>(scores))::value;
     static_assert(kCols % kParts == 0);
     constexpr int kPartCols = kCols / kParts;
+    // LinearExp2 turns a NaN score into a finite probability (its saturation flushes NaN to
+    // 0), so NaN reaches the row through the maximum instead: the row's shift, its MUFU
+    // exponentials, its sum and its output all become NaN.
+    constexpr bool kKeepNaN = kLinearPer16 > 0;
     float new_max[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
@@ -64,10 +102,10 @@ struct OnlineSoftmax {
       for (int b = 0; b < kParts; ++b) {
         float part_max = -INFINITY;
 #pragma unroll
-        for (int c = b * kPartCols; c < (b + 1) * kPartCols; ++c) part_max = fmaxf(part_max, scores(r, c));
-        step_max = fmaxf(step_max, part_max * scale_log2[b]);
+        for (int c = b * kPartCols; c < (b + 1) * kPartCols; ++c) part_max = max_of<kKeepNaN>(part_max, scores(r, c));
+        step_max = max_of<kKeepNaN>(step_max, part_max * scale_log2[b]);
       }
-      new_max[r] = fmaxf(row_max[r], quad_max(step_max));
+      new_max[r] = max_of<kKeepNaN>(row_max[r], quad_max<kKeepNaN>(step_max));
     }
     if constexpr (kEndBlockAfterMax) end_block_on(new_max);
 #pragma unroll
@@ -78,9 +116,12 @@ struct OnlineSoftmax {
       const float shift = finite_max - offset_log2;
       row_max[r] = new_max[r];
       float sum = row_sum[r] * correction[r];
+      const float linear_bias = LinearExp2::row_bias(shift);
 #pragma unroll
       for (int c = 0; c < kCols; ++c) {
-        const float prob = exp2f(scores(r, c) * scale_log2[c / kPartCols] - shift);
+        const float prob = c % 16 < kLinearPer16
+                               ? LinearExp2::eval(scores(r, c), LinearExp2::step_scale(scale_log2[c / kPartCols]), linear_bias)
+                               : exp2f(scores(r, c) * scale_log2[c / kPartCols] - shift);
         scores(r, c) = prob;
         if constexpr (kTrackSums) sum += prob;
       }
