@@ -192,8 +192,8 @@ def test_kernel_matches_reference_op_on_partial_blocks(rng, head_dim):
 def test_kernel_propagates_nan(rng, head_dim):
     """A NaN key makes every row whose list holds its block NaN, and a NaN query element its
     own row; other rows stay finite. Head h's NaN key sits at offset 17h % 128 of block 2, so
-    the heads reach both of the kernel's exponential paths (at d=128 most probabilities come
-    from LinearExp2, which alone would turn a NaN score into a number)."""
+    the heads reach both of the kernel's exponential paths (LinearExp2, which by itself would
+    turn a NaN score into a number: 12 of 16 probabilities at d=128, all at d=64)."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the fp8 kernel needs sm_90")
     tokens, heads = 600, 16

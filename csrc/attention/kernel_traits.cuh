@@ -96,9 +96,10 @@ struct AttentionTraits {
   static constexpr bool kRowSumsByGemm = kFp8 && HeadDim == 64;
   // Of every 16 probabilities, how many come from two FP32-pipe instructions (LinearExp2,
   // online_softmax.cuh) instead of MUFU.EX2. fp8 only: P keeps 3 mantissa bits. Measured on
-  // the H100 (fp8 d=128): 12 of 16 +3% at density 1 and +1-3% at 0.25 (C++ bench), +2-3% and
-  // +5% in the Wan-14B suite; 8 gain nothing, 14 no more than 12, 16 makes ptxas spill.
-  static constexpr int kLinearExp2Per16 = kSAhead ? 12 : 0;
+  // the H100: d=128, 12 of 16 +3% at density 1 and +1-3% at 0.25 (C++ bench), +2-3% and +5%
+  // in the Wan-14B suite; 8 gain nothing, 14 no more than 12, 16 makes ptxas spill. d=64, all
+  // 16: +12% at density 1 and 0.25, +4% at 0.1 (12 of 16: +8%).
+  static constexpr int kLinearExp2Per16 = !kFp8 ? 0 : kSAhead ? 12 : 16;
   static constexpr int kConsumerThreads = 128 * kConsumerWarpgroups;
   static constexpr int kThreads = 128 + kConsumerThreads;  // warpgroup 0 produces
   // The CTA keeps the registers it launched with (65536 / threads, 8 a thread at a time): a

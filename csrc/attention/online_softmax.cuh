@@ -91,8 +91,8 @@ struct OnlineSoftmax {
     static_assert(kCols % kParts == 0);
     constexpr int kPartCols = kCols / kParts;
     // LinearExp2 turns a NaN score into a finite probability (its saturation flushes NaN to
-    // 0), so NaN reaches the row through the maximum instead: the row's shift, its MUFU
-    // exponentials, its sum and its output all become NaN.
+    // 0), so NaN reaches the row through its maximum instead, and finalize() makes a row
+    // whose maximum is NaN a NaN row.
     constexpr bool kKeepNaN = kLinearPer16 > 0;
     float new_max[kRows];
 #pragma unroll
@@ -176,7 +176,8 @@ struct OnlineSoftmax {
 
   // Normalises the output rows by their probability totals (times out_scale, V's
   // dequantisation factor) and returns each row's natural-log sum-exp (-inf for a row that
-  // attended to nothing, whose output becomes 0).
+  // attended to nothing, whose output becomes 0; NaN for a row that met a NaN score, where
+  // LinearExp2 is used).
   template <class OutRC>
   __device__ __forceinline__ void finalize(OutRC& out, float (&lse)[kRows], float out_scale,
                                            const float (&totals)[kRows]) const {
@@ -184,8 +185,9 @@ struct OnlineSoftmax {
     for (int r = 0; r < kRows; ++r) {
       const float total = totals[r];
       const bool empty = !(total > 0.f);
-      const float inv = empty ? 0.f : out_scale / total;
-      lse[r] = empty ? -INFINITY : (row_max[r] - offset_log2 + log2f(total)) * 0.6931471805599453f;
+      const bool nan_row = kLinearPer16 > 0 && row_max[r] != row_max[r];
+      const float inv = nan_row ? NAN : empty ? 0.f : out_scale / total;
+      lse[r] = nan_row ? NAN : empty ? -INFINITY : (row_max[r] - offset_log2 + log2f(total)) * 0.6931471805599453f;
 #pragma unroll
       for (int c = 0; c < size<1>(out); ++c) out(r, c) *= inv;
     }
