@@ -21,6 +21,7 @@
 #include <cutlass/gemm/collective/builders/sm90_common.inl>
 #include <string>
 
+#include "attention/kernel_traits.cuh"
 #include "attention/online_softmax.cuh"
 #include "attention/probability_operand.cuh"
 #include "attention/score_gemm.cuh"
@@ -148,7 +149,9 @@ __device__ __forceinline__ float run_chain(Element* q, Element* k, Element* vt, 
 
 using draftattn::sm90::as_rows_cols;
 using draftattn::sm90::issue_scores;
-using Softmax = draftattn::sm90::OnlineSoftmax<2, true>;  // two rows a thread
+// Two rows a thread; the exponentials split between LinearExp2 and MUFU as in the fp8 d=128 kernel.
+using Softmax = draftattn::sm90::OnlineSoftmax<
+    2, true, draftattn::sm90::AttentionTraits<cutlass::float_e4m3_t, 128>::kLinearExp2Per16>;
 
 // The kernel needs each row's probability total; a chain that drops it lets the compiler drop
 // the 64 adds a step that make it (sessions 7-8 measured the chains without them).
