@@ -47,6 +47,7 @@ __device__ __forceinline__ float quad_sum(float x) {
 // 2^x, 1 to 1.0615; the constant divides by the mean of that, 1.0407, so a row's sum and
 // log-sum-exp are unbiased for spread-out rows and at most 3% low for a row one key dominates.
 struct LinearExp2 {
+  // bits(2^x) = kBits - (bits(y) << 7): 0x43800000 (= 256) at y = 0.5, less log2(1.0407) * 2^23.
   static constexpr uint32_t kBits = 0xC3800000u - uint32_t(0.0575327 * 8388608.0 + 0.5);
   // y for score s: fma(s, step_scale, row_bias), with these two factors of the step and row.
   __device__ __forceinline__ static float step_scale(float scale_log2) { return scale_log2 * (-1.f / 256.f); }
