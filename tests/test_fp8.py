@@ -190,10 +190,11 @@ def test_kernel_matches_reference_op_on_partial_blocks(rng, head_dim):
 @pytest.mark.requires_cuda_build
 @pytest.mark.parametrize("head_dim", [64, 128])
 def test_kernel_propagates_nan(rng, head_dim):
-    """A NaN key makes every row whose list holds its block NaN, and a NaN query element its
-    own row; other rows stay finite. Head h's NaN key sits at offset 17h % 128 of block 2, so
-    the heads reach both of the kernel's exponential paths (LinearExp2, which by itself would
-    turn a NaN score into a number: 12 of 16 probabilities at d=128, all at d=64)."""
+    """A NaN key makes every row whose list holds its block NaN (output and lse), and a NaN
+    query element its own row; other rows stay finite. Head h's NaN key sits at offset
+    17h % 128 of block 2, so the heads reach both of the kernel's exponential paths (LinearExp2,
+    which by itself would turn a NaN score into a number: 12 of 16 probabilities at d=128, all
+    at d=64)."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the fp8 kernel needs sm_90")
     tokens, heads = 600, 16
@@ -205,13 +206,14 @@ def test_kernel_propagates_nan(rng, head_dim):
         k8.view(torch.uint8)[0, 2 * BLOCK + 17 * h % 128, h, 3] = 0x7F
     q8.view(torch.uint8)[0, nan_query, :, 1] = 0x7F
     kv_indices, kv_counts = random_block_lists(1, heads, nb, rng, density=0.5)
-    out, _ = da.sparse_attn_fp8(q8, k8, v_t8, kv_indices.cuda(), kv_counts.cuda(), *descales)
+    out, lse = da.sparse_attn_fp8(q8, k8, v_t8, kv_indices.cuda(), kv_counts.cuda(), *descales)
     lists_nan_block = (kv_indices == 2).any(-1)[0]  # (heads, query blocks)
     want_nan = lists_nan_block.T.repeat_interleave(BLOCK, 0)[:tokens]  # (tokens, heads)
     want_nan[nan_query] |= kv_counts[0, :, nan_query // BLOCK] > 0
     row_nan = out[0].float().isnan().all(-1).cpu()
     assert lists_nan_block.any() and not lists_nan_block.all()
     assert torch.equal(row_nan, want_nan)
+    assert torch.equal(lse[0].isnan().cpu(), want_nan.T)
     assert torch.isfinite(out[0].float()[~want_nan]).all()
 
 
